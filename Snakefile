@@ -1,0 +1,24 @@
+# shpeft workflow: prepare -> backbone -> finetune (dataset x method x seed) -> aggregate, figures.
+# Every rule runs one `shpeft <step>` command; dvc.yaml runs the same commands.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    input:
+        paths.tables_dir(),
+        paths.metrics_file(),
+        paths.figures_dir(),
+
+
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/backbone.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/aggregate.smk"

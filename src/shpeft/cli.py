@@ -1,0 +1,147 @@
+"""The command line: parse arguments, load params, call one function per pipeline step.
+
+Every Snakemake rule and DVC stage runs exactly one of these commands. Output locations come from
+`shpeft.paths`, so a command needs only the names of what it works on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from shpeft import paths
+from shpeft.errors import ShpeftError
+from shpeft.params import DEFAULT_PARAMS, load_params
+
+log = logging.getLogger("shpeft")
+
+
+def cmd_prepare(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.data.prepare import prepare
+
+    if args.dataset not in params["datasets"]:
+        raise ShpeftError(f"datasets: no dataset named '{args.dataset}'")
+    prepare(args.dataset, params["datasets"][args.dataset], paths.data_dir(args.dataset))
+
+
+def cmd_backbone(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.devices import acquire_gpu
+
+    acquire_gpu()
+    from shpeft.backbone import BackboneConfig, build_backbone
+    from shpeft.params import build
+
+    build_backbone(build(BackboneConfig, params["backbone"]), paths.backbone_dir())
+
+
+def cmd_finetune(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.devices import acquire_gpu
+
+    if args.method not in params["methods"]:
+        raise ShpeftError(f"methods: no method named '{args.method}'")
+    acquire_gpu()
+    from shpeft.finetune import finetune
+
+    finetune(
+        args.dataset,
+        args.method,
+        args.seed,
+        params,
+        data_dir=paths.data_dir(args.dataset),
+        backbone_dir=paths.backbone_dir(),
+        out_dir=paths.run_dir(args.dataset, args.method, args.seed),
+    )
+
+
+def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.aggregate import aggregate
+
+    aggregate(params)
+
+
+def cmd_figures(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.figures import figures
+
+    figures(params)
+
+
+def cmd_tracking_init(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.tracking import init_tracking, tracking_uri
+
+    init_tracking(params.get("tracking", {}).get("experiment", "shpeft"))
+    print(f"MLflow store ready: {tracking_uri()}")
+
+
+def cmd_summary(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.tracking import tracking_uri
+
+    print(paths.summary_md().read_text())
+    print(f"Tables:  {paths.tables_dir()}/  (summary.csv, summary.md)")
+    print(f"Figures: {paths.figures_dir()}/")
+    print(f"MLflow:  {tracking_uri()}  (open with: make mlflow-ui)")
+
+
+Command = Callable[[argparse.Namespace, dict], None]
+
+
+def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    main = argparse.ArgumentParser(prog="shpeft", description=__doc__.splitlines()[0])
+    sub = main.add_subparsers(dest="command", required=True)
+    commands: dict[str, Command] = {}
+
+    def add(name: str, func: Command, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument(
+            "--params",
+            action="append",
+            type=Path,
+            help="params file; repeat to layer files (default: params.yaml)",
+        )
+        p.add_argument("--log", type=Path, help="also write the log to this file")
+        commands[name] = func
+        return p
+
+    add("prepare", cmd_prepare, "prepare one dataset").add_argument("--dataset", required=True)
+    add("backbone", cmd_backbone, "obtain the backbone weights")
+    ft = add("finetune", cmd_finetune, "train one dataset x method x seed")
+    ft.add_argument("--dataset", required=True)
+    ft.add_argument("--method", required=True)
+    ft.add_argument("--seed", required=True, type=int)
+    add("aggregate", cmd_aggregate, "collect runs into tables and DVC metrics")
+    add("figures", cmd_figures, "draw the figures")
+    add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
+    add("summary", cmd_summary, "print the summary table and where outputs are")
+    return main, commands
+
+
+def setup_logging(log_file: Path | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    main_parser, commands = parser()
+    args = main_parser.parse_args(argv)
+    setup_logging(args.log)
+    try:
+        params = load_params(args.params or DEFAULT_PARAMS)
+        commands[args.command](args, params)
+    except ShpeftError as exc:
+        log.error("shpeft %s: %s", args.command, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data sources (one module each, registered by name) and the prepared on-disk format."""

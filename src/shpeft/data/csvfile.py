@@ -1,0 +1,40 @@
+"""A CSV manifest of `path,label[,split]`, with paths relative to a data root."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+
+from shpeft.data.files import collect, inside_root
+from shpeft.data.registry import SPLITS, UNASSIGNED, DatasetConfig, RawDataset, register_source
+from shpeft.data.registry import resolve_root
+from shpeft.errors import ShpeftError
+
+
+@dataclass
+class CsvConfig(DatasetConfig):
+    root: str = "data/images"
+    #: The manifest file, relative to `root` (or absolute).
+    manifest: str = "labels.csv"
+
+
+@register_source("csv", CsvConfig)
+def load_csv(cfg: CsvConfig) -> RawDataset:
+    root = resolve_root(cfg.root, "csv.root")
+    manifest = root / cfg.manifest
+    if not manifest.is_file():
+        raise ShpeftError(f"{manifest}: CSV manifest not found")
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise ShpeftError(f"{manifest}: needs a header with columns path,label[,split]")
+    class_names = sorted({row["label"] for row in rows})
+    entries = []
+    for line, row in enumerate(rows, start=2):
+        split = (row.get("split") or "").strip()
+        if split and split not in SPLITS:
+            raise ShpeftError(f"{manifest}:{line}: split '{split}' is not one of {SPLITS}")
+        path = inside_root(root, row["path"], f"{manifest}:{line}")
+        index = SPLITS.index(split) if split else UNASSIGNED
+        entries.append((path, class_names.index(row["label"]), index))
+    return collect(root, entries, class_names, cfg.image_size, extra_files=[manifest])

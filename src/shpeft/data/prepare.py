@@ -1,0 +1,125 @@
+"""The `prepare` step: load a dataset from its source, fix its split, write the prepared format."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shpeft.data.registry import (
+    SPLITS,
+    TEST,
+    TRAIN,
+    UNASSIGNED,
+    VAL,
+    RawDataset,
+    dataset_config,
+    get_source,
+)
+from shpeft.errors import ShpeftError
+from shpeft.fileio import atomic_path, sha256_file, write_json
+
+log = logging.getLogger(__name__)
+
+
+def stratified_assign(
+    labels: np.ndarray, candidates: np.ndarray, fractions: Mapping[int, float], seed: int
+) -> dict[int, np.ndarray]:
+    """Draw, per class, the given fractions of `candidates` (indices) into new splits."""
+    rng = np.random.default_rng(seed)
+    chosen: dict[int, list[np.ndarray]] = {split: [] for split in fractions}
+    for label in np.unique(labels[candidates]):
+        members = rng.permutation(candidates[labels[candidates] == label])
+        start = 0
+        for split, fraction in fractions.items():
+            count = int(round(fraction * len(members)))
+            if fraction > 0 and len(members) >= len(fractions) + 1:
+                count = max(count, 1)
+            chosen[split].append(members[start : start + count])
+            start += count
+    return {split: np.sort(np.concatenate(parts)) for split, parts in chosen.items()}
+
+
+def finalise_split(raw: RawDataset, val_fraction: float, test_fraction: float, seed: int) -> str:
+    """Fill unassigned entries (and a missing val or test split) by a seeded stratified split."""
+    origin = raw.split_origin
+    unassigned = np.flatnonzero(raw.split == UNASSIGNED)
+    if len(unassigned):
+        drawn = stratified_assign(raw.labels, unassigned, {VAL: val_fraction, TEST: test_fraction}, seed)
+        raw.split[unassigned] = TRAIN
+        for split, index in drawn.items():
+            raw.split[index] = split
+        origin = f"stratified (seed {seed}, val {val_fraction}, test {test_fraction})"
+    for split, fraction in ((VAL, val_fraction), (TEST, test_fraction)):
+        if not np.any(raw.split == split):
+            train = np.flatnonzero(raw.split == TRAIN)
+            raw.split[stratified_assign(raw.labels, train, {split: fraction}, seed)[split]] = split
+            origin += f"; {SPLITS[split]} drawn from train (seed {seed}, fraction {fraction})"
+    return origin
+
+
+def check(raw: RawDataset, name: str) -> None:
+    n = len(raw.images)
+    if raw.images.dtype != np.uint8 or raw.images.ndim != 4 or raw.images.shape[-1] != 3:
+        raise ShpeftError(f"dataset '{name}': images must be (N, S, S, 3) uint8, got {raw.images.shape}")
+    if len(raw.labels) != n or len(raw.split) != n:
+        raise ShpeftError(f"dataset '{name}': {n} images but {len(raw.labels)} labels")
+    bad = np.flatnonzero((raw.labels < 0) | (raw.labels >= len(raw.class_names)))
+    if len(bad):
+        files = ", ".join(raw.source_files) or "generated data"
+        raise ShpeftError(
+            f"dataset '{name}' ({files}): label {int(raw.labels[bad[0]])} at index {int(bad[0])} is "
+            f"outside the class list 0..{len(raw.class_names) - 1} {raw.class_names}"
+        )
+    for index, split in enumerate(SPLITS):
+        present = set(np.unique(raw.labels[raw.split == index]).tolist())
+        missing = [raw.class_names[c] for c in range(len(raw.class_names)) if c not in present]
+        if missing:
+            raise ShpeftError(
+                f"dataset '{name}': split '{split}' has no example of class(es) {missing}"
+            )
+
+
+def counts(raw: RawDataset) -> dict[str, dict[str, int]]:
+    return {
+        split: {
+            cls: int(np.sum((raw.split == index) & (raw.labels == c)))
+            for c, cls in enumerate(raw.class_names)
+        }
+        for index, split in enumerate(SPLITS)
+    }
+
+
+def prepare(name: str, params: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """Write `out_dir` (images, labels, split, manifest) for dataset `name`; return the manifest."""
+    cfg = dataset_config(params)
+    raw = get_source(cfg.source).load(cfg)
+    if len(raw.images) == 0:
+        raise ShpeftError(f"dataset '{name}': the source yielded no images")
+    raw.split_origin = finalise_split(raw, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    check(raw, name)
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        arrays = {"images": raw.images, "labels": raw.labels, "split": raw.split}
+        for key, array in arrays.items():
+            np.save(tmp / f"{key}.npy", np.ascontiguousarray(array))
+        manifest = {
+            "dataset": name,
+            "config": asdict(cfg),
+            "class_names": raw.class_names,
+            "num_classes": len(raw.class_names),
+            "image_shape": list(raw.images.shape[1:]),
+            "counts": counts(raw),
+            "sizes": {s: int(np.sum(raw.split == i)) for i, s in enumerate(SPLITS)},
+            "split_origin": raw.split_origin,
+            "source_files": raw.source_files,
+            "arrays_sha256": {key: sha256_file(tmp / f"{key}.npy") for key in arrays},
+        }
+        write_json(tmp / "manifest.json", manifest)
+    log.info("prepared %s: %s", name, manifest["sizes"])
+    return manifest

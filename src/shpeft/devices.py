@@ -1,0 +1,64 @@
+"""Handing GPUs to jobs: Snakemake counts `gpu` resources but does not say which device to use.
+
+A job takes the first free device by locking `.shpeft/gpu-locks/<id>.lock` (held until the process
+ends, released by the OS even if it is killed) and sets `CUDA_VISIBLE_DEVICES` before CUDA
+starts. Without a GPU the job runs on the CPU. `SHPEFT_NUM_GPUS` overrides the device count
+(for tests on machines without GPUs).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger(__name__)
+
+LOCK_DIR = Path(".shpeft") / "gpu-locks"
+_held: list[IO] = []
+
+
+def visible_gpus() -> list[str]:
+    """Device ids this process may use, without initialising CUDA."""
+    if "SHPEFT_NUM_GPUS" in os.environ:
+        return [str(i) for i in range(int(os.environ["SHPEFT_NUM_GPUS"]))]
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [d for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def acquire_gpu(lock_dir: Path = LOCK_DIR, poll: float = 0.5, timeout: float = 24 * 3600) -> str | None:
+    """Lock a free device and make it the only visible one; None when there is no GPU."""
+    devices = visible_gpus()
+    if not devices:
+        return None
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        for device in devices:
+            handle = open(lock_dir / f"{device}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            handle.write(str(os.getpid()))
+            handle.flush()
+            _held.append(handle)
+            os.environ["CUDA_VISIBLE_DEVICES"] = device
+            log.info("using GPU %s", device)
+            return device
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no free GPU among {devices} after {timeout:.0f} s")
+        time.sleep(poll)

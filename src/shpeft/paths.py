@@ -1,0 +1,47 @@
+"""The `results/` layout, in one place. Rules, DVC stages and steps all build paths from here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path("results")
+
+
+def data_dir(dataset: str) -> Path:
+    return RESULTS / "data" / dataset
+
+
+def backbone_dir() -> Path:
+    return RESULTS / "backbone"
+
+
+def run_dir(dataset: str, method: str, seed: int | str) -> Path:
+    return RESULTS / "runs" / dataset / method / f"seed{seed}"
+
+
+def tables_dir() -> Path:
+    return RESULTS / "tables"
+
+
+def figures_dir() -> Path:
+    return RESULTS / "figures"
+
+
+def metrics_file() -> Path:
+    return RESULTS / "metrics.json"
+
+
+def summary_csv() -> Path:
+    return tables_dir() / "summary.csv"
+
+
+def summary_md() -> Path:
+    return tables_dir() / "summary.md"
+
+
+def curves_csv() -> Path:
+    return tables_dir() / "curves.csv"
+
+
+def log_file(step: str, *names: str) -> Path:
+    return RESULTS / "logs" / step / f"{'/'.join(names) or step}.log"

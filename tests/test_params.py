@@ -1,0 +1,97 @@
+"""Params: layering, validation messages that name the key, schema and dataclasses in sync."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import yaml
+
+from conftest import ROOT, TINY
+from shpeft.backbone import BackboneConfig, PretrainConfig
+from shpeft.data.registry import sources
+from shpeft.errors import ShpeftError
+from shpeft.methods.registry import methods
+from shpeft.params import deep_merge, field_names, load_params, load_schema, validate
+from shpeft.training import AugmentConfig, FinetuneConfig
+
+
+@pytest.fixture
+def params() -> dict:
+    return load_params([ROOT / "params.yaml"])
+
+
+def test_default_and_tiny_params_are_valid(params, tiny_params):
+    assert tiny_params["grid"]["datasets"] == ["tiny_us", "tiny_derm"]
+    # Lists replace, mappings merge: the demo datasets stay defined, the grid is the tiny one.
+    assert set(params["datasets"]) < set(tiny_params["datasets"])
+    assert tiny_params["finetune"]["lr"] == params["finetune"]["lr"]
+    assert tiny_params["finetune"]["epochs"] == yaml.safe_load(TINY.read_text())["finetune"]["epochs"]
+
+
+def test_deep_merge_does_not_modify_inputs():
+    base = {"a": {"b": 1, "c": [1, 2]}}
+    merged = deep_merge(base, {"a": {"c": [3]}})
+    assert merged == {"a": {"b": 1, "c": [3]}} and base == {"a": {"b": 1, "c": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["finetune"].update(lr="fast"), "key 'finetune.lr': 'fast' is not of type"),
+        (lambda c: c["finetune"].update(lrr=0.1), "key 'finetune': unknown key(s) 'lrr'"),
+        (lambda c: c["datasets"]["xray"].update(source="dicom"), "key 'datasets.xray.source'"),
+        (lambda c: c["datasets"]["xray"].update(root="x"), "key 'datasets.xray': unknown key(s) 'root'"),
+        (lambda c: c["methods"]["full"].update(kind="magic"), "key 'methods.full.kind'"),
+        (lambda c: c["grid"]["datasets"].append("busi"), "'busi' is not defined under 'datasets'"),
+        (lambda c: c["grid"]["methods"].append("lin"), "'lin' is not defined under 'methods'"),
+        (lambda c: c.update(seeds=[0, "one"]), "key 'seeds.1'"),
+        (lambda c: c["methods"].update({"x;rm -rf": {"kind": "full"}}), "key 'methods'"),
+        (lambda c: c["datasets"].update({"../up": c["datasets"]["xray"]}), "key 'datasets'"),
+        (lambda c: c["backbone"].update(weights="http://x"), "key 'backbone.weights'"),
+        (lambda c: c.pop("finetune"), "'finetune' is a required key"),
+    ],
+)
+def test_bad_params_name_the_key(params, mutate, expected):
+    config = copy.deepcopy(params)
+    mutate(config)
+    with pytest.raises(ShpeftError) as info:
+        validate(config, "params.yaml")
+    assert str(info.value).startswith("params.yaml: ")
+    assert expected in str(info.value)
+
+
+def test_unreadable_params_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: [unclosed")
+    with pytest.raises(ShpeftError, match="bad.yaml: not valid YAML"):
+        load_params([bad])
+    with pytest.raises(ShpeftError, match="missing.yaml: params file not found"):
+        load_params([tmp_path / "missing.yaml"])
+
+
+def _schema_keys(schema: dict, ref: str) -> set[str]:
+    return set(schema["$defs"][ref]["properties"])
+
+
+def test_schema_matches_dataclasses():
+    """Every option a config dataclass has is in the schema and vice versa."""
+    schema = load_schema()
+    for name, source in sources().items():
+        assert _schema_keys(schema, f"source_{name}") == field_names(source.config_cls), name
+    assert set(schema["$defs"]["method"]["properties"]["kind"]["enum"]) == set(methods())
+    assert _schema_keys(schema, "finetune") == field_names(FinetuneConfig)
+    augment = schema["$defs"]["finetune"]["properties"]["augment"]["properties"]
+    assert set(augment) == field_names(AugmentConfig)
+    assert _schema_keys(schema, "backbone") == field_names(BackboneConfig)
+    pretrain = schema["$defs"]["backbone"]["properties"]["pretrain"]["properties"]
+    assert set(pretrain) == field_names(PretrainConfig)
+
+
+def test_dataclass_defaults_are_valid_values():
+    """Defaults of the typed configs pass the schema (no drift between code and schema)."""
+    params = load_params([ROOT / "params.yaml"])
+    params["finetune"] = dataclasses.asdict(FinetuneConfig())
+    params["backbone"] = dataclasses.asdict(BackboneConfig())
+    validate(params)

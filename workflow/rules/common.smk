@@ -1,0 +1,54 @@
+# Helpers shared by the rules: params validation, wildcard constraints, command arguments, inputs.
+import os
+from itertools import product
+
+from shpeft import paths
+from shpeft.errors import ShpeftError
+from shpeft.params import validate
+
+try:
+    validate(config, origin="config (params.yaml + --configfile)")
+except ShpeftError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+# Names are validated as safe words; constraints keep wildcards from matching across `/`.
+wildcard_constraints:
+    dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
+    method="[A-Za-z0-9][A-Za-z0-9_-]*",
+    seed="[0-9]+",
+
+
+# Extra params files given with --configfile, passed on so commands see the merged params.
+PARAMS = "".join(
+    f" --params {os.path.relpath(f)}"
+    for f in ["params.yaml", *workflow.overwrite_configfiles]
+    if workflow.overwrite_configfiles
+)
+GRID = list(product(config["grid"]["datasets"], config["grid"]["methods"], config["seeds"]))
+
+
+def log_path(step, *names):
+    return str(paths.log_file(step, *names))
+
+
+def run_dirs():
+    return [str(paths.run_dir(d, m, s)) for d, m, s in GRID]
+
+
+def dataset_params(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def method_params(wildcards):
+    return config["methods"][wildcards.method]
+
+
+onstart:
+    shell(f"shpeft tracking-init{PARAMS}")
+
+
+# Record the outputs in dvc.lock, so that `dvc status` agrees (only for the params DVC reads).
+onsuccess:
+    if not workflow.overwrite_configfiles:
+        shell("dvc commit --force --quiet || echo 'dvc commit failed: run `make commit` to retry'")
