@@ -14,7 +14,15 @@ from shpeft.params import load_params
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "params.tiny.yaml"
 MEDMNIST = ROOT.parent / "shared" / "data" / "medmnist"
-PROJECT_FILES = ("Snakefile", "workflow", "params.yaml", "dvc.yaml", "profiles", ".dvc/config")
+PROJECT_FILES = (
+    "Snakefile",
+    "workflow",
+    "params.yaml",
+    "dvc.yaml",
+    "profiles",
+    "environment.yml",
+    ".dvc/config",
+)
 
 needs_medmnist = pytest.mark.skipif(
     not (MEDMNIST / "breastmnist.npz").is_file(),
@@ -48,10 +56,17 @@ def project(tmp_path, monkeypatch) -> Path:
         else:
             shutil.copy2(source, target)
     shutil.copy2(TINY, dest / "tiny.yaml")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True, env=env)
-    (dest / ".gitignore").write_text("/results/\n/mlflow.db*\n/mlartifacts/\n/.snakemake/\n/.shpeft/\n")
+    (dest / ".gitignore").write_text(
+        "/results/\n/mlflow.db*\n/mlartifacts/\n/.snakemake/\n/.shpeft/\n"
+    )
     (dest / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
     subprocess.run(["git", "add", "-A"], cwd=dest, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", "init"], cwd=dest, check=True, env=env)

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import MEDMNIST, needs_medmnist
 from PIL import Image
 
-from conftest import MEDMNIST, needs_medmnist
 from shpeft.data.prepare import prepare
 from shpeft.data.prepared import PreparedDataset
 from shpeft.errors import ShpeftError
@@ -49,8 +49,15 @@ def _medmnist_npz(path, **overrides):
 
 
 def test_synthetic_prepare_is_deterministic_and_memmappable(in_tmp):
-    params = {"source": "synthetic", "kind": "xray", "image_size": 24, "n_train": 30, "n_val": 12,
-              "n_test": 12, "seed": 5}
+    params = {
+        "source": "synthetic",
+        "kind": "xray",
+        "image_size": 24,
+        "n_train": 30,
+        "n_val": 12,
+        "n_test": 12,
+        "seed": 5,
+    }
     first = prepare("a", params, in_tmp / "a")
     second = prepare("b", params, in_tmp / "b")
     assert first["arrays_sha256"] == second["arrays_sha256"]
@@ -63,8 +70,17 @@ def test_synthetic_prepare_is_deterministic_and_memmappable(in_tmp):
 
 def test_imagefolder_converts_every_mode_and_splits_stratified(in_tmp):
     root = _folder(in_tmp / "imgs")
-    manifest = prepare("f", {"source": "imagefolder", "root": str(root), "image_size": 16,
-                             "val_fraction": 0.2, "test_fraction": 0.2}, in_tmp / "out")
+    manifest = prepare(
+        "f",
+        {
+            "source": "imagefolder",
+            "root": str(root),
+            "image_size": 16,
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+        },
+        in_tmp / "out",
+    )
     data = PreparedDataset.load(in_tmp / "out")
     assert data.images.shape == (12, 16, 16, 3)
     assert manifest["class_names"] == ["a", "b"]
@@ -85,10 +101,14 @@ def test_imagefolder_official_split_level_and_val_carved_from_train(in_tmp):
     root = in_tmp / "imgs"
     _folder(root / "train", per_class=8, modes=("L",))
     _folder(root / "test", per_class=3, modes=("RGB",))
-    manifest = prepare("f", {"source": "imagefolder", "root": str(root), "image_size": 16},
-                       in_tmp / "out")
+    manifest = prepare(
+        "f", {"source": "imagefolder", "root": str(root), "image_size": 16}, in_tmp / "out"
+    )
     assert manifest["sizes"]["test"] == 6
-    assert manifest["sizes"]["val"] >= 2 and manifest["sizes"]["train"] + manifest["sizes"]["val"] == 16
+    assert (
+        manifest["sizes"]["val"] >= 2
+        and manifest["sizes"]["train"] + manifest["sizes"]["val"] == 16
+    )
     assert "val drawn from train" in manifest["split_origin"]
 
 
@@ -98,8 +118,11 @@ def test_csv_manifest(in_tmp):
         f"{c}/{i}.png,{c},{['train', 'train', 'val', 'test'][i]}" for c in "ab" for i in range(4)
     ]
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    manifest = prepare("c", {"source": "csv", "root": str(root), "manifest": "labels.csv",
-                             "image_size": 16}, in_tmp / "out")
+    manifest = prepare(
+        "c",
+        {"source": "csv", "root": str(root), "manifest": "labels.csv", "image_size": 16},
+        in_tmp / "out",
+    )
     assert manifest["sizes"] == {"train": 4, "val": 2, "test": 2}
     assert "labels.csv" in manifest["source_files"]
 
@@ -110,17 +133,31 @@ def test_csv_paths_may_not_leave_the_root(in_tmp, escape):
     _png(in_tmp / "outside.png")
     (root / "link.png").symlink_to(in_tmp / "outside.png")
     (root / "labels.csv").write_text(f"path,label\na/0.png,a\n{escape},b\n")
-    with pytest.raises(ShpeftError, match="leaves the data root|absolute path|outside the data root"):
-        prepare("c", {"source": "csv", "root": str(root), "manifest": "labels.csv",
-                      "image_size": 16}, in_tmp / "out")
+    with pytest.raises(
+        ShpeftError, match="leaves the data root|absolute path|outside the data root"
+    ):
+        prepare(
+            "c",
+            {"source": "csv", "root": str(root), "manifest": "labels.csv", "image_size": 16},
+            in_tmp / "out",
+        )
     assert not (in_tmp / "out").exists()
 
 
 @needs_medmnist
 @pytest.mark.parametrize(("size", "shape"), [(28, (780, 32, 32, 3)), (64, (780, 32, 32, 3))])
 def test_medmnist_real_breastmnist(in_tmp, size, shape):
-    manifest = prepare("breast", {"source": "medmnist", "name": "breastmnist", "root": str(MEDMNIST),
-                                  "size": size, "image_size": 32}, in_tmp / "out")
+    manifest = prepare(
+        "breast",
+        {
+            "source": "medmnist",
+            "name": "breastmnist",
+            "root": str(MEDMNIST),
+            "size": size,
+            "image_size": 32,
+        },
+        in_tmp / "out",
+    )
     assert manifest["class_names"] == ["malignant", "normal, benign"]
     assert manifest["sizes"] == {"train": 546, "val": 78, "test": 156}
     assert manifest["counts"]["test"] == {"malignant": 42, "normal, benign": 114}
@@ -132,14 +169,23 @@ def test_medmnist_real_breastmnist(in_tmp, size, shape):
 
 @needs_medmnist
 def test_medmnist_real_pneumoniamnist(in_tmp):
-    manifest = prepare("pneu", {"source": "medmnist", "name": "pneumoniamnist",
-                                "root": str(MEDMNIST), "image_size": 28}, in_tmp / "out")
+    manifest = prepare(
+        "pneu",
+        {"source": "medmnist", "name": "pneumoniamnist", "root": str(MEDMNIST), "image_size": 28},
+        in_tmp / "out",
+    )
     assert manifest["sizes"] == {"train": 4708, "val": 524, "test": 624}
     assert manifest["counts"]["train"] == {"normal": 1214, "pneumonia": 3494}
 
 
 def _medmnist(root, **extra):
-    return {"source": "medmnist", "name": "breastmnist", "root": str(root), "image_size": 28, **extra}
+    return {
+        "source": "medmnist",
+        "name": "breastmnist",
+        "root": str(root),
+        "image_size": 28,
+        **extra,
+    }
 
 
 def _bad_inputs(tmp):
@@ -161,24 +207,38 @@ def _bad_inputs(tmp):
     cases["split lacks a class"] = (_medmnist(tmp / "lack"), "split 'val' has no example of class")
     folder = _folder(tmp / "notimg", modes=("L",))
     (folder / "a" / "fake.png").write_text("not an image")
-    cases["not an image"] = ({"source": "imagefolder", "root": str(folder), "image_size": 16},
-                             "fake.png: not an image file")
+    cases["not an image"] = (
+        {"source": "imagefolder", "root": str(folder), "image_size": 16},
+        "fake.png: not an image file",
+    )
     folder = _folder(tmp / "truncpng", modes=("RGB",))
     data = (folder / "b" / "0.png").read_bytes()
     (folder / "b" / "0.png").write_bytes(data[: len(data) // 2])
-    cases["truncated png"] = ({"source": "imagefolder", "root": str(folder), "image_size": 16},
-                              "0.png: corrupt or truncated image")
+    cases["truncated png"] = (
+        {"source": "imagefolder", "root": str(folder), "image_size": 16},
+        "0.png: corrupt or truncated image",
+    )
     folder = _folder(tmp / "empty", modes=("L",))
     (folder / "c").mkdir()
-    cases["empty class"] = ({"source": "imagefolder", "root": str(folder), "image_size": 16},
-                            "class folder holds no image files")
+    cases["empty class"] = (
+        {"source": "imagefolder", "root": str(folder), "image_size": 16},
+        "class folder holds no image files",
+    )
     return cases
 
 
 @pytest.mark.parametrize(
     "case",
-    ["missing npz", "truncated npz", "missing key", "label out of range", "split lacks a class",
-     "not an image", "truncated png", "empty class"],
+    [
+        "missing npz",
+        "truncated npz",
+        "missing key",
+        "label out of range",
+        "split lacks a class",
+        "not an image",
+        "truncated png",
+        "empty class",
+    ],
 )
 def test_bad_inputs_stop_with_one_message_and_no_output(in_tmp, case):
     params, expected = _bad_inputs(in_tmp)[case]
@@ -194,12 +254,24 @@ def test_decompression_bomb_refused(in_tmp, monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 100)
     folder = _folder(in_tmp / "bomb", modes=("L",))
     with pytest.raises(ShpeftError, match="refused, more than 100 pixels"):
-        prepare("bomb", {"source": "imagefolder", "root": str(folder), "image_size": 16}, in_tmp / "o")
+        prepare(
+            "bomb", {"source": "imagefolder", "root": str(folder), "image_size": 16}, in_tmp / "o"
+        )
 
 
 def test_manifest_is_json_with_counts(in_tmp):
-    prepare("s", {"source": "synthetic", "kind": "dermoscopy", "image_size": 16, "n_train": 9,
-                  "n_val": 6, "n_test": 6}, in_tmp / "s")
+    prepare(
+        "s",
+        {
+            "source": "synthetic",
+            "kind": "dermoscopy",
+            "image_size": 16,
+            "n_train": 9,
+            "n_val": 6,
+            "n_test": 6,
+        },
+        in_tmp / "s",
+    )
     manifest = json.loads((in_tmp / "s" / "manifest.json").read_text())
     assert manifest["class_names"] == ["nevus", "melanoma", "keratosis"]
     assert manifest["image_shape"] == [16, 16, 3]

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 import yaml
-
 from conftest import ROOT, TINY
+
 from shpeft.backbone import BackboneConfig, PretrainConfig
 from shpeft.data.registry import sources
 from shpeft.errors import ShpeftError
@@ -27,7 +27,9 @@ def test_default_and_tiny_params_are_valid(params, tiny_params):
     # Lists replace, mappings merge: the demo datasets stay defined, the grid is the tiny one.
     assert set(params["datasets"]) < set(tiny_params["datasets"])
     assert tiny_params["finetune"]["lr"] == params["finetune"]["lr"]
-    assert tiny_params["finetune"]["epochs"] == yaml.safe_load(TINY.read_text())["finetune"]["epochs"]
+    assert (
+        tiny_params["finetune"]["epochs"] == yaml.safe_load(TINY.read_text())["finetune"]["epochs"]
+    )
 
 
 def test_deep_merge_does_not_modify_inputs():
@@ -42,7 +44,10 @@ def test_deep_merge_does_not_modify_inputs():
         (lambda c: c["finetune"].update(lr="fast"), "key 'finetune.lr': 'fast' is not of type"),
         (lambda c: c["finetune"].update(lrr=0.1), "key 'finetune': unknown key(s) 'lrr'"),
         (lambda c: c["datasets"]["xray"].update(source="dicom"), "key 'datasets.xray.source'"),
-        (lambda c: c["datasets"]["xray"].update(root="x"), "key 'datasets.xray': unknown key(s) 'root'"),
+        (
+            lambda c: c["datasets"]["xray"].update(root="x"),
+            "key 'datasets.xray': unknown key(s) 'root'",
+        ),
         (lambda c: c["methods"]["full"].update(kind="magic"), "key 'methods.full.kind'"),
         (lambda c: c["grid"]["datasets"].append("busi"), "'busi' is not defined under 'datasets'"),
         (lambda c: c["grid"]["methods"].append("lin"), "'lin' is not defined under 'methods'"),

@@ -1,3 +1,3 @@
-"""shpeft: sparse, hybrid-importance parameter-efficient fine-tuning of ViTs, as a reproducible pipeline."""
+"""shpeft: sparse, hybrid-importance PEFT of Vision Transformers, as a reproducible pipeline."""
 
 __version__ = "0.1.0"

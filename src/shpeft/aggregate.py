@@ -1,4 +1,4 @@
-"""The `aggregate` step: every run of the grid into one table, its seed statistics and DVC metrics."""
+"""The `aggregate` step: the grid's runs in one table, with seed statistics and DVC metrics."""
 
 from __future__ import annotations
 
@@ -35,8 +35,14 @@ def collect_runs(params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         except (OSError, ValueError) as exc:
             raise ShpeftError(f"{run}: run outputs missing or unreadable ({exc})") from None
         rows.append(
-            {"dataset": dataset, "method": method, "seed": seed, **metrics["test"],
-             "best_epoch": metrics["best_epoch"], **{k: metrics[k] for k in COUNTS}}
+            {
+                "dataset": dataset,
+                "method": method,
+                "seed": seed,
+                **metrics["test"],
+                "best_epoch": metrics["best_epoch"],
+                **{k: metrics[k] for k in COUNTS},
+            }
         )
         curves.append(history.assign(dataset=dataset, method=method, seed=seed))
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
@@ -79,7 +85,9 @@ def dvc_metrics(runs: pd.DataFrame) -> dict[str, Any]:
     for (dataset, method), frame in grouped:
         out.setdefault(dataset, {})[method] = {
             **{f"{m}_mean": float(frame[m].mean()) for m in METRICS},
-            **{f"{m}_std": float(frame[m].std(ddof=1)) if len(frame) > 1 else None for m in METRICS},
+            **{
+                f"{m}_std": float(frame[m].std(ddof=1)) if len(frame) > 1 else None for m in METRICS
+            },
         }
     return out
 

@@ -91,7 +91,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix in TORCH_SUFFIXES:
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
-            raise ShpeftError(f"{path}: unknown weights format (use .safetensors or {TORCH_SUFFIXES})")
+            raise ShpeftError(
+                f"{path}: unknown weights format (use .safetensors or {TORCH_SUFFIXES})"
+            )
     except ShpeftError:
         raise
     except SafetensorError as exc:
@@ -171,7 +173,9 @@ def obtain_weights(cfg: BackboneConfig) -> tuple[torch.nn.Module, dict[str, Any]
         model = create(cfg)
         fit_weights(model, state, str(path))
         return model, {"origin": f"file: {path.name}", "file_sha256": digest}
-    raise ShpeftError(f"backbone.weights: '{cfg.weights}' is not none, hub, pretrain or file:<path>")
+    raise ShpeftError(
+        f"backbone.weights: '{cfg.weights}' is not none, hub, pretrain or file:<path>"
+    )
 
 
 def build_backbone(cfg: BackboneConfig, out_dir: str | Path) -> dict[str, Any]:

@@ -38,7 +38,9 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
 
 
-def acquire_gpu(lock_dir: Path = LOCK_DIR, poll: float = 0.5, timeout: float = 24 * 3600) -> str | None:
+def acquire_gpu(
+    lock_dir: Path = LOCK_DIR, poll: float = 0.5, timeout: float = 24 * 3600
+) -> str | None:
     """Lock a free device and make it the only visible one; None when there is no GPU."""
     devices = visible_gpus()
     if not devices:
@@ -47,7 +49,7 @@ def acquire_gpu(lock_dir: Path = LOCK_DIR, poll: float = 0.5, timeout: float = 2
     deadline = time.monotonic() + timeout
     while True:
         for device in devices:
-            handle = open(lock_dir / f"{device}.lock", "w")
+            handle = open(lock_dir / f"{device}.lock", "w")  # noqa: SIM115 (held for the job's life)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -27,8 +27,18 @@ def _save(grid: sns.FacetGrid, path: Path) -> None:
 def accuracy_bars(runs: pd.DataFrame, path: Path) -> None:
     """Test accuracy per method, one panel per dataset: bar = mean, whisker = sd, dots = seeds."""
     grid = sns.catplot(
-        runs, x="method", y="accuracy", col="dataset", kind="bar", errorbar="sd",
-        hue="method", palette="deep", height=3.2, aspect=1.1, alpha=0.8, legend=False,
+        runs,
+        x="method",
+        y="accuracy",
+        col="dataset",
+        kind="bar",
+        errorbar="sd",
+        hue="method",
+        palette="deep",
+        height=3.2,
+        aspect=1.1,
+        alpha=0.8,
+        legend=False,
     )
     grid.map_dataframe(sns.stripplot, x="method", y="accuracy", color="black", size=4, jitter=0.15)
     grid.set_axis_labels("", "test accuracy").set(ylim=(0, 1))
@@ -39,8 +49,16 @@ def accuracy_bars(runs: pd.DataFrame, path: Path) -> None:
 def training_curves(curves: pd.DataFrame, path: Path) -> None:
     """Validation accuracy per epoch, mean over seeds with a sd band, one panel per dataset."""
     grid = sns.relplot(
-        curves, x="epoch", y="val_accuracy", hue="method", col="dataset", kind="line",
-        errorbar="sd", height=3.2, aspect=1.1, marker="o",
+        curves,
+        x="epoch",
+        y="val_accuracy",
+        hue="method",
+        col="dataset",
+        kind="line",
+        errorbar="sd",
+        height=3.2,
+        aspect=1.1,
+        marker="o",
     )
     grid.set_axis_labels("epoch", "validation accuracy")
     _save(grid, path)

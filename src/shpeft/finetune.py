@@ -24,7 +24,14 @@ from shpeft.data.prepared import PreparedDataset
 from shpeft.fileio import atomic_path, write_json
 from shpeft.methods.registry import RunContext, create_method
 from shpeft.params import build, deep_merge
-from shpeft.training import FinetuneConfig, Preprocess, evaluate, fit, resolve_device, seed_everything
+from shpeft.training import (
+    FinetuneConfig,
+    Preprocess,
+    evaluate,
+    fit,
+    resolve_device,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +42,12 @@ def run_name(dataset: str, method: str, seed: int) -> str:
     return f"{dataset}-{method}-s{seed}"
 
 
-def predictions_frame(probs: np.ndarray, labels: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "predicted": probs.argmax(1)})
+def predictions_frame(
+    probs: np.ndarray, labels: np.ndarray, class_names: list[str]
+) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {"index": np.arange(len(labels)), "label": labels, "predicted": probs.argmax(1)}
+    )
     for c, name in enumerate(class_names):
         frame[f"prob_{name}"] = probs[:, c]
     return frame
@@ -72,7 +83,9 @@ def finetune(
         "method_config": asdict(method.cfg),
         "finetune": asdict(cfg),
         "backbone": {k: backbone_meta[k] for k in ("config", "sha256", "origin", "num_params")},
-        "data": {k: data.manifest[k] for k in ("class_names", "sizes", "split_origin", "arrays_sha256")},
+        "data": {
+            k: data.manifest[k] for k in ("class_names", "sizes", "split_origin", "arrays_sha256")
+        },
         "device": str(device),
         "versions": _versions(),
         "selection": f"best validation {cfg.select}; test scored once with that checkpoint",
@@ -87,19 +100,29 @@ def finetune(
 
         started = time.perf_counter()
         result = fit(
-            model, data.part("train"), data.part("val"), cfg, seed, device,
+            model,
+            data.part("train"),
+            data.part("val"),
+            cfg,
+            seed,
+            device,
             on_epoch=lambda row: mlflow.log_metrics(
                 {k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)}, step=row["epoch"]
             ),
         )
         test_images, test_labels = data.part("test")
         prep = Preprocess(model, cfg.augment).to(device)
-        test_metrics, probs = evaluate(model, prep, test_images, test_labels, 2 * cfg.batch_size, device)
+        test_metrics, probs = evaluate(
+            model, prep, test_images, test_labels, 2 * cfg.batch_size, device
+        )
         metrics = {
             "test": test_metrics,
             "best_epoch": result.best_epoch,
-            "val": {k.removeprefix("val_"): v for k, v in result.history[result.best_epoch - 1].items()
-                    if k.startswith("val_")},
+            "val": {
+                k.removeprefix("val_"): v
+                for k, v in result.history[result.best_epoch - 1].items()
+                if k.startswith("val_")
+            },
             **counts,
             "backbone_params": backbone_params,
         }
@@ -126,7 +149,9 @@ def finetune(
             )
             mlflow.log_artifact(str(tmp / "metrics.json"))
             mlflow.log_artifact(str(tmp / "history.csv"))
-    log.info("%s: test accuracy %.4f", run_name(dataset, method_name, seed), test_metrics["accuracy"])
+    log.info(
+        "%s: test accuracy %.4f", run_name(dataset, method_name, seed), test_metrics["accuracy"]
+    )
     return metrics
 
 

@@ -20,7 +20,9 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
     return {
         "accuracy": float(np.mean(predicted == labels)),
         "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
-        "macro_f1": float(f1_score(labels, predicted, average="macro", labels=classes, zero_division=0)),
+        "macro_f1": float(
+            f1_score(labels, predicted, average="macro", labels=classes, zero_division=0)
+        ),
         "auc": float(auc),
         "loss": float(log_loss(labels, np.clip(probs, 1e-12, 1), labels=classes)),
     }

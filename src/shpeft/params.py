@@ -72,7 +72,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def validate(config: Mapping[str, Any], origin: str = "params") -> None:
-    """Check `config` against the schema and its cross-references; raise one message naming the key."""
+    """Check `config` against the schema and its cross-references; one message names the key."""
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = list(validator.iter_errors(config))
     if errors:

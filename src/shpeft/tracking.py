@@ -48,7 +48,11 @@ def init_tracking(experiment: str = DEFAULT_EXPERIMENT) -> str:
         found = mlflow.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
-        location = (Path.cwd() / ARTIFACTS_DIR).as_uri() if "MLFLOW_TRACKING_URI" not in os.environ else None
+        location = (
+            (Path.cwd() / ARTIFACTS_DIR).as_uri()
+            if "MLFLOW_TRACKING_URI" not in os.environ
+            else None
+        )
         return mlflow.create_experiment(experiment, artifact_location=location)
 
 

@@ -95,11 +95,15 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.tensor(data_cfg["std"]).view(1, 3, 1, 1) * 255)
         self.augment = augment
 
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
         if generator is None:
             if x.shape[-2:] != self.size:
-                x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True, align_corners=False)
+                x = F.interpolate(
+                    x, size=self.size, mode="bilinear", antialias=True, align_corners=False
+                )
             return x
         n, aug = x.shape[0], self.augment
 
@@ -114,7 +118,9 @@ class Preprocess(nn.Module):
         theta[:, 0, 2] = uniform(-2 * aug.translate, 2 * aug.translate)
         theta[:, 1, 2] = uniform(-2 * aug.translate, 2 * aug.translate)
         grid = F.affine_grid(theta.to(x.device), [n, 3, *self.size], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        return F.grid_sample(
+            x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
 
 
 def param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
@@ -151,7 +157,9 @@ def predict(
     return np.concatenate(out)
 
 
-def evaluate(model, prep, images, labels, batch_size, device) -> tuple[dict[str, float], np.ndarray]:
+def evaluate(
+    model, prep, images, labels, batch_size, device
+) -> tuple[dict[str, float], np.ndarray]:
     probs = predict(model, prep, images, batch_size, device)
     metrics = classification_metrics(labels, probs)
     return metrics, probs
@@ -212,16 +220,22 @@ def fit(
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         start = time.perf_counter()
-        permutation = torch.randperm(len(images), generator=order)[: steps_per_epoch * cfg.batch_size]
+        permutation = torch.randperm(len(images), generator=order)[
+            : steps_per_epoch * cfg.batch_size
+        ]
         total_loss, correct, seen = 0.0, 0, 0
-        for index in _progress(permutation.view(steps_per_epoch, -1), steps_per_epoch, f"epoch {epoch}"):
+        for index in _progress(
+            permutation.view(steps_per_epoch, -1), steps_per_epoch, f"epoch {epoch}"
+        ):
             batch = torch.from_numpy(images[index.numpy()]).to(device, non_blocking=True)
             target = labels_t[index].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = model(prep(batch, generator=order))
                 loss = loss_fn(logits.float(), target)
             if not torch.isfinite(loss):
-                raise ShpeftError(f"training diverged: loss is {loss.item()} at epoch {epoch}; lower lr")
+                raise ShpeftError(
+                    f"training diverged: loss is {loss.item()} at epoch {epoch}; lower lr"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -246,7 +260,11 @@ def fit(
             best_state = {n: p.detach().clone() for n, p in named}
         log.info(
             "epoch %d/%d train_loss %.4f val_acc %.4f val_loss %.4f",
-            epoch, cfg.epochs, row["train_loss"], row["val_accuracy"], row["val_loss"],
+            epoch,
+            cfg.epochs,
+            row["train_loss"],
+            row["val_accuracy"],
+            row["val_loss"],
         )
         if on_epoch is not None:
             on_epoch(row)

@@ -4,21 +4,13 @@ rule aggregate:
     output:
         tables=directory(paths.tables_dir()),
         metrics=paths.metrics_file(),
+    log:
+        log_path("aggregate"),
+    conda:
+        CONDA_ENV
     params:
         grid=config["grid"],
         seeds=config["seeds"],
-    log:
-        log_path("aggregate"),
+        files=PARAMS_ARGS,
     shell:
-        "shpeft aggregate{PARAMS} --log {log}"
-
-
-rule figures:
-    input:
-        paths.tables_dir(),
-    output:
-        directory(paths.figures_dir()),
-    log:
-        log_path("figures"),
-    shell:
-        "shpeft figures{PARAMS} --log {log}"
+        "shpeft aggregate{params.files} --log {log}"

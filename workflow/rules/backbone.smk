@@ -1,12 +1,15 @@
 rule backbone:
     output:
         directory(paths.backbone_dir()),
-    params:
-        backbone=config["backbone"],
     log:
         log_path("backbone"),
+    conda:
+        CONDA_ENV
     threads: workflow.cores
     resources:
         gpu=1,
+    params:
+        backbone=config["backbone"],
+        files=PARAMS_ARGS,
     shell:
-        "shpeft backbone{PARAMS} --log {log}"
+        "shpeft backbone{params.files} --log {log}"

@@ -20,12 +20,15 @@ wildcard_constraints:
 
 
 # Extra params files given with --configfile, passed on so commands see the merged params.
-PARAMS = "".join(
+PARAMS_ARGS = "".join(
     f" --params {os.path.relpath(f)}"
     for f in ["params.yaml", *workflow.overwrite_configfiles]
     if workflow.overwrite_configfiles
 )
-GRID = list(product(config["grid"]["datasets"], config["grid"]["methods"], config["seeds"]))
+CONDA_ENV = "../../environment.yml"
+GRID = list(
+    product(config["grid"]["datasets"], config["grid"]["methods"], config["seeds"])
+)
 
 
 def log_path(step, *names):
@@ -45,10 +48,12 @@ def method_params(wildcards):
 
 
 onstart:
-    shell(f"shpeft tracking-init{PARAMS}")
+    shell(f"shpeft tracking-init{PARAMS_ARGS}")
 
 
 # Record the outputs in dvc.lock, so that `dvc status` agrees (only for the params DVC reads).
 onsuccess:
     if not workflow.overwrite_configfiles:
-        shell("dvc commit --force --quiet || echo 'dvc commit failed: run `make commit` to retry'")
+        shell(
+            "dvc commit --force --quiet || echo 'dvc commit failed: run `make commit` to retry'"
+        )

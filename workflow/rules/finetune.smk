@@ -4,15 +4,18 @@ rule finetune:
         backbone=paths.backbone_dir(),
     output:
         directory(paths.run_dir("{dataset}", "{method}", "{seed}")),
+    log:
+        log_path("finetune", "{dataset}", "{method}", "seed{seed}"),
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        gpu=1,
     params:
         method=method_params,
         finetune=config["finetune"],
         backbone=config["backbone"],
-    log:
-        log_path("finetune", "{dataset}", "{method}", "seed{seed}"),
-    threads: 1
-    resources:
-        gpu=1,
+        files=PARAMS_ARGS,
     shell:
         "shpeft finetune --dataset {wildcards.dataset} --method {wildcards.method}"
-        " --seed {wildcards.seed}{PARAMS} --log {log}"
+        " --seed {wildcards.seed}{params.files} --log {log}"

@@ -1,9 +1,12 @@
 rule prepare:
     output:
         directory(paths.data_dir("{dataset}")),
-    params:
-        dataset=dataset_params,
     log:
         log_path("prepare", "{dataset}"),
+    conda:
+        CONDA_ENV
+    params:
+        dataset=dataset_params,
+        files=PARAMS_ARGS,
     shell:
-        "shpeft prepare --dataset {wildcards.dataset}{PARAMS} --log {log}"
+        "shpeft prepare --dataset {wildcards.dataset}{params.files} --log {log}"

@@ -6,8 +6,14 @@ import csv
 from dataclasses import dataclass
 
 from shpeft.data.files import collect, inside_root
-from shpeft.data.registry import SPLITS, UNASSIGNED, DatasetConfig, RawDataset, register_source
-from shpeft.data.registry import resolve_root
+from shpeft.data.registry import (
+    SPLITS,
+    UNASSIGNED,
+    DatasetConfig,
+    RawDataset,
+    register_source,
+    resolve_root,
+)
 from shpeft.errors import ShpeftError
 
 

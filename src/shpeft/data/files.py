@@ -16,7 +16,9 @@ from shpeft.fileio import sha256_file
 def inside_root(root: Path, relative: str, origin: str) -> Path:
     """Resolve `relative` under `root`, refusing absolute paths, `..` and links leaving the root."""
     if Path(relative).is_absolute():
-        raise ShpeftError(f"{origin}: absolute path '{relative}' refused; paths are relative to {root}")
+        raise ShpeftError(
+            f"{origin}: absolute path '{relative}' refused; paths are relative to {root}"
+        )
     path = (root / relative).resolve()
     if not path.is_relative_to(root):
         raise ShpeftError(f"{origin}: path '{relative}' leaves the data root {root}")
@@ -37,7 +39,9 @@ def collect(
         if not path.resolve().is_relative_to(root):
             raise ShpeftError(f"{path}: refused, it resolves outside the data root {root}")
     images = np.stack([read_image(path, image_size) for path, _, _ in entries])
-    hashes = {str(p.relative_to(root)): sha256_file(p) for p in [*extra_files, *(e[0] for e in entries)]}
+    hashes = {
+        str(p.relative_to(root)): sha256_file(p) for p in [*extra_files, *(e[0] for e in entries)]
+    }
     splits = {split for _, _, split in entries}
     return RawDataset(
         images=images,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from shpeft.data.files import collect
+from shpeft.data.images import EXTENSIONS
 from shpeft.data.registry import (
     SPLITS,
     UNASSIGNED,
@@ -16,7 +15,6 @@ from shpeft.data.registry import (
     register_source,
     resolve_root,
 )
-from shpeft.data.images import EXTENSIONS
 from shpeft.errors import ShpeftError
 
 
@@ -31,7 +29,9 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 def _images_in(folder: Path) -> list[Path]:
     files = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
     )
     if not files:
         raise ShpeftError(f"{folder}: class folder holds no image files")
@@ -43,9 +43,11 @@ def load_imagefolder(cfg: ImageFolderConfig) -> RawDataset:
     root = resolve_root(cfg.root, "imagefolder.root")
     top = {p.name for p in _class_dirs(root)}
     split_level = bool(top) and top <= set(SPLITS) and "train" in top
-    groups = [(SPLITS.index(s), root / s) for s in SPLITS if s in top] if split_level else [
-        (UNASSIGNED, root)
-    ]
+    groups = (
+        [(SPLITS.index(s), root / s) for s in SPLITS if s in top]
+        if split_level
+        else [(UNASSIGNED, root)]
+    )
     class_names = sorted({d.name for _, folder in groups for d in _class_dirs(folder)})
     if not class_names:
         raise ShpeftError(f"{root}: no class subfolders found")

@@ -72,7 +72,9 @@ def array_to_rgb(images: np.ndarray, size: int, origin: str) -> np.ndarray:
     if images.ndim == 3:
         images = np.repeat(images[..., None], 3, axis=-1)
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise ShpeftError(f"{origin}: expected images shaped (N, H, W[, 1|3]), found {images.shape}")
+        raise ShpeftError(
+            f"{origin}: expected images shaped (N, H, W[, 1|3]), found {images.shape}"
+        )
     if images.shape[1:3] == (size, size):
         return np.ascontiguousarray(images)
     return np.stack([resize(Image.fromarray(image), size) for image in images])

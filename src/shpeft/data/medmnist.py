@@ -76,7 +76,9 @@ def load_medmnist(cfg: MedMNISTConfig) -> RawDataset:
             raise ShpeftError(f"{path}: MedMNIST file not found (set download: true to fetch it)")
         _download(cfg.name, cfg.size, root)
     arrays = _read_npz(path)
-    class_names = [label for _, label in sorted(_info(cfg.name)["label"].items(), key=lambda kv: int(kv[0]))]
+    class_names = [
+        label for _, label in sorted(_info(cfg.name)["label"].items(), key=lambda kv: int(kv[0]))
+    ]
     images, labels, split = [], [], []
     for index, name in enumerate(SPLITS):
         part = arrays[f"{name}_images"]

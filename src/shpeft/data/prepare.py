@@ -49,7 +49,9 @@ def finalise_split(raw: RawDataset, val_fraction: float, test_fraction: float, s
     origin = raw.split_origin
     unassigned = np.flatnonzero(raw.split == UNASSIGNED)
     if len(unassigned):
-        drawn = stratified_assign(raw.labels, unassigned, {VAL: val_fraction, TEST: test_fraction}, seed)
+        drawn = stratified_assign(
+            raw.labels, unassigned, {VAL: val_fraction, TEST: test_fraction}, seed
+        )
         raw.split[unassigned] = TRAIN
         for split, index in drawn.items():
             raw.split[index] = split
@@ -65,15 +67,17 @@ def finalise_split(raw: RawDataset, val_fraction: float, test_fraction: float, s
 def check(raw: RawDataset, name: str) -> None:
     n = len(raw.images)
     if raw.images.dtype != np.uint8 or raw.images.ndim != 4 or raw.images.shape[-1] != 3:
-        raise ShpeftError(f"dataset '{name}': images must be (N, S, S, 3) uint8, got {raw.images.shape}")
+        raise ShpeftError(
+            f"dataset '{name}': images must be (N, S, S, 3) uint8, got {raw.images.shape}"
+        )
     if len(raw.labels) != n or len(raw.split) != n:
         raise ShpeftError(f"dataset '{name}': {n} images but {len(raw.labels)} labels")
     bad = np.flatnonzero((raw.labels < 0) | (raw.labels >= len(raw.class_names)))
     if len(bad):
         files = ", ".join(raw.source_files) or "generated data"
         raise ShpeftError(
-            f"dataset '{name}' ({files}): label {int(raw.labels[bad[0]])} at index {int(bad[0])} is "
-            f"outside the class list 0..{len(raw.class_names) - 1} {raw.class_names}"
+            f"dataset '{name}' ({files}): label {int(raw.labels[bad[0]])} at index {int(bad[0])} "
+            f"is outside the class list 0..{len(raw.class_names) - 1} {raw.class_names}"
         )
     for index, split in enumerate(SPLITS):
         present = set(np.unique(raw.labels[raw.split == index]).tolist())

@@ -11,6 +11,7 @@ colour statistics carry (almost) no information about the label.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -31,8 +32,9 @@ KINDS: dict[str, tuple[str, ...]] = {
         "checkerboard",
     ),
 }
-#: Images are drawn in batches of this many; a constant, so output never depends on the machine.
-_CHUNK = 256
+#: Images are drawn in batches of about this many pixels (cache-friendly); the batch size depends
+#: only on image_size, so the output never depends on the machine.
+_CHUNK_PIXELS = 2**16
 _MIN_SIZE = 16
 _ANGLES = 360  # resolution of the tabulated border of irregular blobs
 
@@ -58,7 +60,7 @@ def _grid(size: int) -> tuple[Array, Array]:
 
 def _step(x: Array, width: float | Array) -> Array:
     """A linear ramp from 0 (x <= -width/2) to 1 (x >= width/2): a soft-edged threshold."""
-    return np.clip(0.5 + x / width, 0.0, 1.0)
+    return np.clip(0.5 + x / np.asarray(width, np.float32), 0.0, 1.0)
 
 
 def _rotate(yy: Array, xx: Array, cy: Array, cx: Array, angle: Array) -> tuple[Array, Array]:
@@ -68,20 +70,21 @@ def _rotate(yy: Array, xx: Array, cy: Array, cx: Array, angle: Array) -> tuple[A
     return dx * cos + dy * sin, dy * cos - dx * sin
 
 
-def _ellipse(yy: Array, xx: Array, cy: Array, cx: Array, ry: Array, rx: Array, angle: Array
-             ) -> tuple[Array, Array]:
+def _ellipse(
+    yy: Array, xx: Array, cy: Array, cx: Array, ry: Array, rx: Array, angle: Array
+) -> tuple[Array, Array]:
     """Normalised radius (1 on the border of the turned ellipse) and polar angle of each pixel."""
     u, v = _rotate(yy, xx, cy, cx, angle)
     a, b = u / rx, v / ry
     return np.sqrt(a * a + b * b), np.arctan2(b, a)
 
 
-def _blob(rng: Rng, yy: Array, xx: Array, cy: Array, cx: Array, ry: Array, rx: Array,
-          angle: Array, wobble: Array) -> Array:
-    """Normalised radius of an ellipse whose border is modulated by radial noise: < 1 inside.
+def _blob(rng: Rng, radius: Array, theta: Array, wobble: Array) -> Array:
+    """Normalised radius (< 1 inside) of a shape whose border is an ellipse's, radially noisy.
 
-    wobble[:, k] is the largest relative amplitude of the border harmonic k + 1; amplitudes and
-    phases are drawn at random. The border is tabulated over angles, then looked up per pixel.
+    radius and theta come from `_ellipse`. wobble[:, k] is the largest relative amplitude of the
+    border harmonic k + 1; amplitudes and phases are drawn at random. The border is tabulated
+    over angles, then looked up per pixel (much cheaper than evaluating harmonics per pixel).
     """
     n, harmonics = wobble.shape
     table = np.linspace(-np.pi, np.pi, _ANGLES, endpoint=False)[None, :, None]
@@ -89,53 +92,59 @@ def _blob(rng: Rng, yy: Array, xx: Array, cy: Array, cx: Array, ry: Array, rx: A
     amplitude = wobble * rng.uniform(0, 1, (n, harmonics))
     phase = rng.uniform(0, 2 * np.pi, (n, 1, harmonics))
     border = 1 + (amplitude[:, None, :] * np.cos(k * table + phase)).sum(axis=-1)
-    radius, theta = _ellipse(yy, xx, cy, cx, ry, rx, angle)
     index = np.rint((theta + np.pi) * (_ANGLES / (2 * np.pi))).astype(np.intp) % _ANGLES
     border = np.take_along_axis(border, index.reshape(n, -1), axis=1).reshape(radius.shape)
     return radius / np.maximum(border, 0.2).astype(np.float32)
 
 
+def _gain(size: int, sigma_y: float, sigma_x: float, half: bool = True) -> Array:
+    """Transfer function of a Gaussian blur (sigmas in pixels) on the (r)FFT frequency grid."""
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = (np.fft.rfftfreq if half else np.fft.fftfreq)(size)[None, :]
+    return np.exp(-2.0 * np.pi**2 * ((sigma_y * fy) ** 2 + (sigma_x * fx) ** 2))
+
+
 def _blur(field: Array, sigma_y: float, sigma_x: float) -> Array:
     """Periodic Gaussian blur of each image in a batch (sigmas in pixels), via the FFT."""
-    size = field.shape[-1]
-    fy = np.fft.fftfreq(size)[:, None]
-    fx = np.fft.rfftfreq(size)[None, :]
-    gain = np.exp(-2.0 * np.pi**2 * ((sigma_y * fy) ** 2 + (sigma_x * fx) ** 2))
-    return fft.irfft2(fft.rfft2(field) * gain.astype(np.float32), s=(size, size))
+    gain = _gain(field.shape[-1], sigma_y, sigma_x).astype(np.float32)
+    return fft.irfft2(fft.rfft2(field) * gain, s=field.shape[-2:])
 
 
 def _noise(rng: Rng, n: int, size: int, sigma: float, stretch: float = 1.0) -> Array:
-    """Smooth Gaussian noise, unit std per image; sigma in image units, stretch widens along x."""
-    white = rng.standard_normal((n, size, size), dtype=np.float32)
-    field = _blur(white, sigma * size, sigma * size * stretch)
-    field -= field.mean(axis=(1, 2), keepdims=True)
-    return field / (field.std(axis=(1, 2), keepdims=True) + 1e-6)
+    """Smooth zero-mean noise of about unit variance; sigma in image units, stretch widens x.
+
+    Blurred uniform white noise (nearly Gaussian once blurred, and much cheaper to draw).
+    """
+    sigma_y, sigma_x = sigma * size, sigma * size * stretch
+    gain = _gain(size, sigma_y, sigma_x)
+    gain[0, 0] = 0.0  # zero mean
+    power = (np.sum(_gain(size, sigma_y, sigma_x, half=False) ** 2) - 1) / size**2 / 12
+    gain = (gain / np.sqrt(power)).astype(np.float32)
+    white = rng.random((n, size, size), dtype=np.float32)
+    return fft.irfft2(fft.rfft2(white) * gain, s=(size, size))
 
 
 def _speckle(rng: Rng, n: int, size: int, sigma: float, looks: int = 2) -> Array:
-    """Speckle: magnitudes of smoothed complex Gaussian fields (Rayleigh), laterally wide,
-    averaged in power over a few looks as spatial compounding does."""
+    """Multiplicative speckle of mean 1, grains wider than tall.
+
+    The magnitude of a smoothed complex Gaussian field (Rayleigh distributed), with the power
+    averaged over a few independent looks as spatial compounding does.
+    """
     power = sum(_noise(rng, n, size, sigma, 2.0) ** 2 for _ in range(2 * looks))
     amplitude = np.sqrt(power)
     return amplitude / amplitude.mean(axis=(1, 2), keepdims=True)
 
 
-def _line(yy: Array, xx: Array, cy: Array, cx: Array, angle: Array, bend: Array,
-          width: float, size: int) -> Array:
-    """A gently curved line through (cy, cx) with a Gaussian profile, intensity in 0..1."""
-    u, v = _rotate(yy, xx, cy, cx, angle)
-    drawn = max(width, 0.6 / size)  # thinner than a pixel: draw wider but fainter
-    return (width / drawn) * np.exp(-(((v - bend * u * u) / drawn) ** 2))
-
-
 def _hairs(rng: Rng, yy: Array, xx: Array, n: int, size: int, count: int) -> Array:
-    """Up to `count` hair-like dark curves per image (each present with probability 1/2)."""
+    """Up to `count` gently curved hair-like lines per image, intensity 0..1 (tent profile)."""
     hair = np.zeros((n, size, size), np.float32)
     for _ in range(count):
+        u, v = _rotate(yy, xx, _u(rng, 0, 1, n), _u(rng, 0, 1, n), _u(rng, 0, np.pi, n))
+        width = float(rng.uniform(0.004, 0.01))
+        drawn = max(width, 1.0 / size)  # thinner than a pixel: draw wider but fainter
+        line = np.clip(1 - np.abs(v - _u(rng, -1, 1, n) * u * u) / drawn, 0, 1)
         present = _u(rng, 0, 1, n) < 0.5
-        line = _line(yy, xx, _u(rng, 0, 1, n), _u(rng, 0, 1, n), _u(rng, 0, np.pi, n),
-                     _u(rng, -1, 1, n), float(rng.uniform(0.004, 0.01)), size)
-        hair = np.maximum(hair, present * line)
+        hair = np.maximum(hair, present * (width / drawn) * line)
     return hair
 
 
@@ -150,24 +159,26 @@ def _dots(rng: Rng, n: int, size: int, per_area: Array, radius: float) -> Array:
 def _standardise(rng: Rng, image: Array, mean: Array, std: Array) -> Array:
     """Random contrast curve, then each channel to the given mean and std: uint8 (n, S, S, 3).
 
-    image is (n, S, S) for grayscale (replicated to RGB) or (n, S, S, 3); mean and std are (n, C).
+    image is (n, S, S) for grayscale (replicated to RGB) or (n, S, S, 3); mean and std are (n, C)
+    and must be drawn independently of the class. Gain and offset need no randomising: the
+    standardisation would undo them; the random gamma is what changes the contrast curve.
     """
-    if image.ndim == 3:
-        image = image[..., None]
-    n = image.shape[0]
-    low = image.min(axis=(1, 2, 3), keepdims=True)
-    high = image.max(axis=(1, 2, 3), keepdims=True)
-    gamma = np.exp(rng.normal(0.0, 0.3, n)).astype(np.float32)[:, None, None, None]
-    image = ((image - low) / (high - low + 1e-6)) ** gamma
-    image = image - image.mean(axis=(1, 2), keepdims=True)
-    image /= image.std(axis=(1, 2), keepdims=True) + 1e-6
-    image = image * std[:, None, None, :] + mean[:, None, None, :]
-    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return np.broadcast_to(image, (*image.shape[:3], 3))
+    n, size = image.shape[:2]
+    flat = image.reshape(n, size * size, -1)
+    low = flat.min(axis=(1, 2), keepdims=True)
+    flat = (flat - low) / (flat.max(axis=(1, 2), keepdims=True) - low + 1e-6)
+    np.power(flat, np.exp(rng.normal(0.0, 0.3, (n, 1, 1))).astype(np.float32), out=flat)
+    flat -= flat.mean(axis=1, keepdims=True)
+    flat *= (std[:, None, :] / (flat.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
+    flat += mean[:, None, :].astype(np.float32)
+    image = np.clip(np.rint(flat), 0, 255).astype(np.uint8).reshape(n, size, size, -1)
+    return np.broadcast_to(image, (n, size, size, 3))
 
 
-def _gray_tone(rng: Rng, n: int, mean: tuple[float, float], std: tuple[float, float]
-               ) -> tuple[Array, Array]:
+def _gray_tone(
+    rng: Rng, n: int, mean: tuple[float, float], std: tuple[float, float]
+) -> tuple[Array, Array]:
+    """Per-image target mean and std of a grayscale image, uniform in the given ranges."""
     return rng.uniform(*mean, (n, 1)), rng.uniform(*std, (n, 1))
 
 
@@ -178,8 +189,8 @@ def _gray_tone(rng: Rng, n: int, mean: tuple[float, float], std: tuple[float, fl
 def _ultrasound(rng: Rng, labels: Array, size: int) -> Array:
     n = len(labels)
     yy, xx = _grid(size)
-    benign, malignant = [(labels == KINDS["ultrasound"].index(c))[:, None, None]
-                         for c in ("benign", "malignant")]
+    malignant = (labels == KINDS["ultrasound"].index("malignant"))[:, None, None]
+    abnormal = (labels != KINDS["ultrasound"].index("normal"))[:, None, None]
     # Tissue layers: bright skin line, darker subcutaneous fat, brighter wavy glandular tissue.
     wave = 0.04 * np.sin(2 * np.pi * (_u(rng, 0.5, 2.0, n) * xx + _u(rng, 0, 1, n)))
     echo = 0.5 + 0.5 * _step(yy - _u(rng, 0.15, 0.35, n) - wave, 0.08)
@@ -191,13 +202,13 @@ def _ultrasound(rng: Rng, labels: Array, size: int) -> Array:
     ry, rx = radius * np.sqrt(aspect), radius / np.sqrt(aspect)
     harmonics = np.arange(1, 17)
     wobble = np.where(malignant[:, :, 0], 0.12, 0.08 * (harmonics <= 2))
-    dist = _blob(rng, yy, xx, cy, cx, ry, rx, _u(rng, -0.3, 0.3, n), wobble)
-    lesion = (benign | malignant) * _step(1 - dist, np.where(malignant, 0.3, 0.12))
+    dist = _blob(rng, *_ellipse(yy, xx, cy, cx, ry, rx, _u(rng, -0.3, 0.3, n)), wobble)
+    lesion = abnormal * _step(1 - dist, np.where(malignant, 0.3, 0.12))
     echo *= 1 - _u(rng, 0.6, 0.85, n) * lesion
     # Posterior acoustic enhancement (benign) or shadowing (malignant) below the lesion.
     column = _step(0.7 * rx - np.abs(xx - cx), 0.1) * _step(yy - cy, 0.1) * (1 - lesion)
     posterior = np.where(malignant, -_u(rng, 0.3, 0.6, n), _u(rng, 0.3, 0.8, n))
-    echo *= 1 + (benign | malignant) * posterior * column
+    echo *= 1 + abnormal * posterior * column
     # Depth attenuation, speckle, log compression.
     echo *= np.exp(-_u(rng, 0.3, 1.5, n) * yy)
     echo *= _speckle(rng, n, size, 0.6 / min(size, 64))
@@ -208,8 +219,9 @@ def _ultrasound(rng: Rng, labels: Array, size: int) -> Array:
 def _xray(rng: Rng, labels: Array, size: int) -> Array:
     n = len(labels)
     yy, xx = _grid(size)
-    pneumonia, effusion = [(labels == KINDS["xray"].index(c))[:, None, None]
-                           for c in ("pneumonia", "effusion")]
+    pneumonia, effusion = [
+        (labels == KINDS["xray"].index(c))[:, None, None] for c in ("pneumonia", "effusion")
+    ]
     cx = _u(rng, 0.46, 0.54, n)
     # Body: soft tissue inside a wide rounded silhouette, dark air outside, spine in the middle.
     body = _step(1 - ((xx - cx) / _u(rng, 0.42, 0.5, n)) ** 4 - ((yy - 0.65) / 0.75) ** 4, 0.15)
@@ -218,16 +230,17 @@ def _xray(rng: Rng, labels: Array, size: int) -> Array:
     half_gap, cy = _u(rng, 0.17, 0.21, n), _u(rng, 0.4, 0.46, n)
     ry, rx = _u(rng, 0.3, 0.36, n), _u(rng, 0.12, 0.15, n)
     lungs, thorax = [], []
-    for side in (-1, 1):
-        across = (xx - cx - side * half_gap) / (rx * (0.85 + 0.25 * (yy - cy) / ry))
+    for sign in (-1, 1):
+        across = (xx - cx - sign * half_gap) / (rx * (0.85 + 0.25 * (yy - cy) / ry))
         dist = across**2 + ((yy - cy) / ry) ** 2
         dome = cy + ry * (0.75 - 0.2 * (1 - across**2))
         lungs.append(_step(1 - dist, 0.25) * _step(dome - yy, 0.04))
         thorax.append(_step(1.5 - dist, 0.3))
     # Opacities replace the air of a lung: heart shadow; pathology in one lung.
-    heart = _ellipse(yy, xx, cy + 0.6 * ry, cx + _u(rng, 0.03, 0.08, n), _u(rng, 0.1, 0.14, n),
-                     _u(rng, 0.13, 0.17, n), _u(rng, -0.3, 0.1, n))[0]
-    side = np.where(_u(rng, 0, 1, n) < 0.5, -1, 1)
+    heart_y, heart_x = cy + 0.6 * ry, cx + _u(rng, 0.03, 0.08, n)
+    heart_ry, heart_rx, tilt = _u(rng, 0.1, 0.14, n), _u(rng, 0.13, 0.17, n), _u(rng, -0.3, 0.1, n)
+    heart = _ellipse(yy, xx, heart_y, heart_x, heart_ry, heart_rx, tilt)[0]
+    side = np.sign(_u(rng, -1, 1, n))
     lcx = cx + side * half_gap
     # Pneumonia: patchy consolidation around a random point of the lung.
     py, px = cy + _u(rng, -0.4, 0.6, n) * ry, lcx + _u(rng, -0.4, 0.4, n) * rx
@@ -238,10 +251,10 @@ def _xray(rng: Rng, labels: Array, size: int) -> Array:
     level = cy + _u(rng, 0.25, 0.55, n) * ry - _u(rng, 0.06, 0.12, n) * (lateral + 1) ** 2
     fluid = _step(yy - level, 0.03)
     sick = pneumonia * _u(rng, 0.6, 0.9, n) * patches + effusion * _u(rng, 0.8, 0.95, n) * fluid
-    for i, s in enumerate((-1, 1)):
-        opacity = np.maximum(_step(1 - heart, 0.2), (side == s) * sick)
-        markings = 1 + 0.15 * _noise(rng, n, size, 0.02)
-        density -= 0.45 * lungs[i] * (1 - opacity) * markings
+    for lung, sign in zip(lungs, (-1, 1), strict=True):
+        opacity = np.maximum(_step(1 - heart, 0.2), (side == sign) * sick)
+        markings = 1 + 0.15 * _noise(rng, n, size, 0.02)  # vessels
+        density -= 0.45 * lung * (1 - opacity) * markings
     # Ribs curving down laterally, seen over the thorax.
     period = _u(rng, 0.075, 0.095, n)
     arc = yy - 0.5 * (xx - cx) ** 2 - _u(rng, 0, 1, n) * period
@@ -251,52 +264,100 @@ def _xray(rng: Rng, labels: Array, size: int) -> Array:
     return _standardise(rng, density, *_gray_tone(rng, n, (90, 130), (40, 60)))
 
 
-_PIGMENTS = np.array(  # RGB reflectance of typical dermoscopic colours, shared by all classes
-    [[0.45, 0.28, 0.18], [0.62, 0.42, 0.30], [0.20, 0.14, 0.12], [0.42, 0.45, 0.55],
-     [0.70, 0.38, 0.36]], np.float32)
+#: RGB of typical dermoscopic colours (light and dark brown, black, blue-grey, red), from which
+#: every class draws its palette with the same probabilities.
+_PIGMENTS = np.array(
+    [
+        [0.62, 0.42, 0.30],
+        [0.45, 0.28, 0.18],
+        [0.20, 0.14, 0.12],
+        [0.42, 0.45, 0.55],
+        [0.70, 0.38, 0.36],
+    ],
+    np.float32,
+)
 
 
 def _dermoscopy(rng: Rng, labels: Array, size: int) -> Array:
     n = len(labels)
     yy, xx = _grid(size)
-    nevus, melanoma, keratosis = [(labels == i)[:, None, None, None] for i in range(3)]
-    # Skin: tone, mottling, vignetting of the dermatoscope's round field.
-    skin = _u(rng, 0.8, 1.0, n)[..., None] * np.array([0.9, 0.68, 0.58], np.float32)
-    image = skin * (1 + 0.04 * _noise(rng, n, size, 0.03)[..., None])
-    # Palette: three pigments per image, drawn identically whatever the class.
-    palette = _PIGMENTS[rng.choice(len(_PIGMENTS), (n, 3), p=[0.35, 0.3, 0.15, 0.1, 0.1])]
-    palette *= rng.uniform(0.85, 1.15, (n, 3, 3)).astype(np.float32)
-    base, second, third = (palette[:, i, None, None, :] for i in range(3))
+    melanoma, keratosis = [
+        (labels == KINDS["dermoscopy"].index(c))[:, None, None] for c in ("melanoma", "keratosis")
+    ]
+    # Colours: skin, three pigments and white per image, drawn alike whatever the class.
+    skin = _u(rng, 0.8, 1.0, n) * np.array([0.9, 0.68, 0.58], np.float32)
+    choice = rng.choice(len(_PIGMENTS), (n, 3), p=[0.35, 0.3, 0.15, 0.1, 0.1])
+    pigments = _PIGMENTS[choice] * rng.uniform(0.85, 1.15, (n, 3, 3)).astype(np.float32)
+    white = np.full((n, 1, 3), 0.95, np.float32)
+    colours = np.concatenate([skin, pigments, white], axis=1)
     # Lesion outline: round and smooth (nevus), oval stuck-on (keratosis), asymmetric notched.
     cy, cx, radius = _u(rng, 0.4, 0.6, n), _u(rng, 0.4, 0.6, n), _u(rng, 0.2, 0.3, n)
-    aspect = np.where(keratosis[..., 0], _u(rng, 0.55, 0.85, n), _u(rng, 0.75, 1.0, n))
+    aspect = np.where(keratosis, _u(rng, 0.55, 0.85, n), _u(rng, 0.75, 1.0, n))
     harmonics = np.arange(1, 11)
-    wobble = np.where(melanoma[:, :, 0, 0], 0.3 / harmonics, 0.06 * (harmonics <= 3))
-    dist = _blob(rng, yy, xx, cy, cx, radius * np.sqrt(aspect), radius / np.sqrt(aspect),
-                 _u(rng, 0, np.pi, n), wobble)
-    lesion = _step(1 - dist, np.where(keratosis[..., 0], 0.06, 0.15))[..., None]
-    # Pigment: nevus uniform with a darker centre; melanoma blotches of other colours, eccentric;
-    # keratosis cerebriform furrows, milia-like bright dots and comedo-like dark openings.
-    shade = np.clip(1 - dist, 0, 1)[..., None]
-    pigment = base * (1.1 - 0.2 * shade)
-    blotch2 = _step(_noise(rng, n, size, 0.05) - 0.3, 0.6)[..., None]
-    blotch3 = _step(_noise(rng, n, size, 0.05) - 0.5, 0.6)[..., None]
-    tilt = _rotate(yy, xx, cy, cx, _u(rng, 0, 2 * np.pi, n))[0][..., None] / radius[..., None]
-    mixed = base + (second - base) * blotch2
-    mixed = (mixed + (third - mixed) * blotch3) * (1 - 0.25 * np.clip(tilt, -1, 1))
-    furrows = _step(0.35 - np.abs(_noise(rng, n, size, 0.025)), 0.3)[..., None]
-    milia = _dots(rng, n, size, _u(rng, 60, 140, n), 0.012)[..., None]
-    comedo = _dots(rng, n, size, _u(rng, 20, 60, n), 0.015)[..., None]
-    cerebriform = base * (1 - 0.45 * furrows) * (1 - 0.6 * comedo)
-    cerebriform += (0.95 - cerebriform) * milia
-    pigment = np.where(melanoma, mixed, np.where(keratosis, cerebriform, pigment))
-    image += (pigment - image) * lesion
-    image *= 1 - 0.85 * _hairs(rng, yy, xx, n, size, 4)[..., None]
-    rho = np.hypot(yy - 0.5, xx - 0.5)
-    image *= (0.1 + 0.9 * _step(_u(rng, 0.55, 0.9, n) - rho, 0.08))[..., None]
+    wobble = np.where(melanoma[:, :, 0], 0.3 / harmonics, 0.06 * (harmonics <= 3))
+    ry, rx = radius * np.sqrt(aspect), radius / np.sqrt(aspect)
+    dist = _blob(rng, *_ellipse(yy, xx, cy, cx, ry, rx, _u(rng, 0, np.pi, n)), wobble)
+    lesion = _step(1 - dist, np.where(keratosis, 0.06, 0.15))
+    # Pigment pattern, mixing the palette in class-specific arrangements. Nevus: symmetric, an
+    # optional darker centre of the second colour. Melanoma: blotches of the second and third
+    # colours, eccentric shading. Keratosis: cerebriform furrows of the second colour, comedo-like
+    # openings of the third, milia-like white dots.
+    centre = np.clip(1.5 * (1 - dist), 0, 1)
+    blotch2 = _step(_noise(rng, n, size, 0.05) - 0.3, 0.6)
+    blotch3 = _step(_noise(rng, n, size, 0.05) - 0.5, 0.6)
+    furrows = _step(0.35 - np.abs(_noise(rng, n, size, 0.025)), 0.3)
+    comedo = _dots(rng, n, size, _u(rng, 20, 60, n), 0.015)
+    milia = _dots(rng, n, size, _u(rng, 60, 140, n), 0.012)
+    mix2 = np.where(melanoma, blotch2, np.where(keratosis, furrows, _u(rng, 0, 0.7, n) * centre))
+    mix3 = np.where(melanoma, blotch3, keratosis * comedo)
+    tilt = _rotate(yy, xx, cy, cx, _u(rng, 0, 2 * np.pi, n))[0] / radius
+    shade = np.where(melanoma, 1 - 0.25 * np.clip(tilt, -1, 1), 1)
+    # White: milia in keratoses, air bubbles or glare anywhere in any image.
+    white = np.maximum(keratosis * lesion * milia, _dots(rng, n, size, _u(rng, 0, 30, n), 0.01))
+    pigment = lesion * (1 - white) * shade
+    mottle = 1 + 0.04 * _noise(rng, n, size, 0.03)
+    weights = np.stack(
+        [
+            (1 - lesion) * (1 - white) * mottle,
+            pigment * (1 - mix2) * (1 - mix3),
+            pigment * mix2 * (1 - mix3),
+            pigment * mix3,
+            white,
+        ],
+        axis=-1,
+    )
+    # Dark hairs over everything; vignetting of the dermatoscope's round field.
+    rim = _step(_u(rng, 0.55, 0.9, n) - np.hypot(yy - 0.5, xx - 0.5), 0.08)
+    weights *= ((1 - 0.85 * _hairs(rng, yy, xx, n, size, 4)) * (0.1 + 0.9 * rim))[..., None]
+    image = np.matmul(weights.reshape(n, size * size, 5), colours).reshape(n, size, size, 3)
     mean = rng.uniform(150, 200, (n, 1)) * np.array([1.0, 0.75, 0.68]) + rng.normal(0, 8, (n, 3))
     std = rng.uniform(25, 45, (n, 1)) * rng.uniform(0.9, 1.1, (n, 3))
     return _standardise(rng, image, mean, std)
+
+
+def _patterned(u: Array, v: Array, r: Array, period: Array, wave: Array) -> Array:
+    """A square patch of half-side 1.5 r filled by a periodic pattern (wave > 0: background)."""
+    return np.maximum(np.maximum(np.abs(u), np.abs(v)) - 1.5 * r, wave * period / (2 * np.pi))
+
+
+_TRIANGLE = [(math.cos(a), math.sin(a)) for a in (np.pi / 2, np.pi * 7 / 6, np.pi * 11 / 6)]
+#: Signed distance (normalised units, < 0 inside) of each shape class, given the turned frame
+#: (u, v), the shape's scale r and the period of patterns.
+_SHAPE_DISTANCE: dict[str, Callable[[Array, Array, Array, Array], Array]] = {
+    "disk": lambda u, v, r, p: np.hypot(u, v) - r,
+    "square": lambda u, v, r, p: np.maximum(np.abs(u), np.abs(v)) - 0.85 * r,
+    "triangle": lambda u, v, r, p: np.max([u * c + v * s for c, s in _TRIANGLE], axis=0) - r / 2,
+    "ring": lambda u, v, r, p: np.abs(np.hypot(u, v) - 0.75 * r) - 0.25 * r,
+    "cross": lambda u, v, r, p: np.minimum(
+        np.maximum(np.abs(u) - r, np.abs(v) - 0.3 * r),
+        np.maximum(np.abs(v) - r, np.abs(u) - 0.3 * r),
+    ),
+    "horizontal_stripes": lambda u, v, r, p: _patterned(u, v, r, p, -np.sin(2 * np.pi * v / p)),
+    "vertical_stripes": lambda u, v, r, p: _patterned(u, v, r, p, -np.sin(2 * np.pi * u / p)),
+    "checkerboard": lambda u, v, r, p: _patterned(
+        u, v, r, p, -np.sin(2 * np.pi * u / p) * np.sin(2 * np.pi * v / p)
+    ),
+}
 
 
 def _shapes(rng: Rng, labels: Array, size: int) -> Array:
@@ -309,26 +370,17 @@ def _shapes(rng: Rng, labels: Array, size: int) -> Array:
     fore = np.where(close, 1 - back, fore)
     texture = _noise(rng, n, size, float(rng.uniform(0.01, 0.06)))[..., None]
     back = back + 0.15 * texture * rng.uniform(-1, 1, (n, 1, 1, 3)).astype(np.float32)
-    # Shape as a signed distance (normalised units, < 0 inside) in a rotated frame.
-    cy, cx, r = _u(rng, 0.3, 0.7, n), _u(rng, 0.3, 0.7, n), _u(rng, 0.15, 0.3, n)
-    u, v = _rotate(yy, xx, cy, cx, _u(rng, 0, 2 * np.pi, n))
-    au, av = np.abs(u), np.abs(v)
-    corners = [u * np.cos(a) + v * np.sin(a) for a in (np.pi / 2, np.pi * 7 / 6, np.pi * 11 / 6)]
-    period = _u(rng, 0.1, 0.2, n)
-    along_x, along_y = _rotate(yy, xx, cy, cx, _u(rng, -0.15, 0.15, n))
-    patch = np.maximum(np.abs(along_x), np.abs(along_y)) - 1.5 * r
-    wave = period / (2 * np.pi)
-    distances = [
-        np.hypot(u, v) - r,  # disk
-        np.maximum(au, av) - 0.85 * r,  # square
-        np.maximum(np.maximum(*corners[:2]), corners[2]) - 0.5 * r,  # triangle
-        np.abs(np.hypot(u, v) - 0.75 * r) - 0.25 * r,  # ring
-        np.minimum(np.maximum(au - r, av - 0.3 * r), np.maximum(av - r, au - 0.3 * r)),  # cross
-        np.maximum(patch, -np.sin(2 * np.pi * along_y / period) * wave),  # horizontal stripes
-        np.maximum(patch, -np.sin(2 * np.pi * along_x / period) * wave),  # vertical stripes
-        np.maximum(patch, -np.sin(2 * np.pi * u / period) * np.sin(2 * np.pi * v / period) * wave),
-    ]
-    sd = np.choose(labels[:, None, None], distances)
+    # Shape as a signed distance (< 0 inside) in a frame turned freely, or a little for stripes.
+    stripes = np.isin(
+        labels, [KINDS["shapes"].index(c) for c in ("horizontal_stripes", "vertical_stripes")]
+    )
+    angle = np.where(stripes[:, None, None], _u(rng, -0.15, 0.15, n), _u(rng, 0, 2 * np.pi, n))
+    u, v = _rotate(yy, xx, _u(rng, 0.3, 0.7, n), _u(rng, 0.3, 0.7, n), angle)
+    scale, period = _u(rng, 0.15, 0.3, n), _u(rng, 0.1, 0.2, n)
+    sd = np.empty((n, size, size), np.float32)
+    for c, name in enumerate(KINDS["shapes"]):
+        pick = labels == c
+        sd[pick] = _SHAPE_DISTANCE[name](u[pick], v[pick], scale[pick], period[pick])
     alpha = _step(-sd * size, 1.0)[..., None]
     image = back + (fore - back) * alpha
     mean = rng.uniform(60, 190, (n, 3))
@@ -359,7 +411,7 @@ def generate(kind: str, n: int, image_size: int, seed: int) -> tuple[np.ndarray,
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % len(classes)).astype(np.int64)
     images = np.empty((n, image_size, image_size, 3), np.uint8)
-    for start in range(0, n, _CHUNK):
-        images[start : start + _CHUNK] = _DRAW[kind](rng, labels[start : start + _CHUNK],
-                                                     image_size)
+    chunk = max(1, _CHUNK_PIXELS // image_size**2)
+    for start in range(0, n, chunk):
+        images[start : start + chunk] = _DRAW[kind](rng, labels[start : start + chunk], image_size)
     return images, labels

@@ -1,1 +1,1 @@
-"""PEFT methods: one module each, registered by name, usable as `methods: {<id>: {kind: <name>}}`."""
+"""PEFT methods: one module each, registered by kind, used as `methods: {<id>: {kind: ...}}`."""

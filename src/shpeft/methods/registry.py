@@ -43,7 +43,11 @@ class RunContext:
 def head_names(model: nn.Module) -> set[str]:
     """Parameter names of the classifier head (timm models name it via `get_classifier`)."""
     head = model.get_classifier()
-    return {name for name, param in model.named_parameters() if any(param is p for p in head.parameters())}
+    return {
+        name
+        for name, param in model.named_parameters()
+        if any(param is p for p in head.parameters())
+    }
 
 
 class Method:
@@ -53,17 +57,21 @@ class Method:
         self.cfg = cfg
 
     def apply(self, model: nn.Module, ctx: RunContext) -> nn.Module:
-        """Make exactly this method's parameters trainable (and inject modules); return the model."""
+        """Make exactly this method's parameters trainable (injecting modules); return the model."""
         raise NotImplementedError
 
     def trained_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        return {
+            n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+        }
 
     def load_trained_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         params = dict(model.named_parameters())
         unknown = sorted(set(state) - set(params))
         if unknown:
-            raise ShpeftError(f"trained state does not fit the model: unknown tensors {unknown[:4]}")
+            raise ShpeftError(
+                f"trained state does not fit the model: unknown tensors {unknown[:4]}"
+            )
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)

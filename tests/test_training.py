@@ -1,0 +1,92 @@
+"""Fine-tuning end to end in-process: determinism, what is saved, what stays frozen."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from shpeft import paths
+from shpeft.backbone import BackboneConfig, build_backbone, load_backbone
+from shpeft.data.prepare import prepare
+from shpeft.finetune import finetune
+from shpeft.metrics import classification_metrics
+from shpeft.params import build
+
+
+@pytest.fixture
+def ready(in_tmp, tiny_params):
+    """Prepared tiny dataset and a randomly initialised tiny backbone, in a scratch directory."""
+    params = copy.deepcopy(tiny_params)
+    params["backbone"]["weights"] = "none"
+    prepare("tiny_us", params["datasets"]["tiny_us"], paths.data_dir("tiny_us"))
+    build_backbone(build(BackboneConfig, params["backbone"]), paths.backbone_dir())
+    return params
+
+
+def _run(params, method, seed, out):
+    return finetune(
+        "tiny_us", method, seed, params, paths.data_dir("tiny_us"), paths.backbone_dir(), out
+    )
+
+
+def test_same_seed_gives_identical_metrics(ready, in_tmp):
+    _run(ready, "full", 0, in_tmp / "a")
+    _run(ready, "full", 0, in_tmp / "b")
+    assert (in_tmp / "a" / "metrics.json").read_bytes() == (
+        in_tmp / "b" / "metrics.json"
+    ).read_bytes()
+    _run(ready, "full", 1, in_tmp / "c")
+    assert (in_tmp / "a" / "metrics.json").read_bytes() != (
+        in_tmp / "c" / "metrics.json"
+    ).read_bytes()
+
+
+def test_run_outputs(ready, in_tmp):
+    metrics = _run(ready, "linear", 0, in_tmp / "run")
+    files = {p.name for p in (in_tmp / "run").iterdir()}
+    assert files == {
+        "metrics.json",
+        "config.json",
+        "history.csv",
+        "predictions.csv",
+        "trained.safetensors",
+        "mlflow.json",
+    }
+    assert (
+        len((in_tmp / "run" / "history.csv").read_text().splitlines())
+        == 1 + ready["finetune"]["epochs"]
+    )
+    assert metrics["trainable_backbone"] == 0 and metrics["trainable_head"] == 32 * 3 + 3
+    assert 0 <= metrics["test"]["accuracy"] <= 1
+
+
+def test_linear_saves_only_the_head_and_leaves_the_backbone_unchanged(ready, in_tmp):
+    _run(ready, "linear", 0, in_tmp / "run")
+    trained = load_file(in_tmp / "run" / "trained.safetensors")
+    assert set(trained) == {"head.weight", "head.bias"}
+    model, _ = load_backbone(paths.backbone_dir(), num_classes=3)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head")}
+    model.load_state_dict(trained, strict=False)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in frozen.items())
+
+
+def test_full_saves_every_tensor(ready, in_tmp):
+    metrics = _run(ready, "full", 0, in_tmp / "run")
+    trained = load_file(in_tmp / "run" / "trained.safetensors")
+    model, meta = load_backbone(paths.backbone_dir(), num_classes=3)
+    assert set(trained) == {n for n, _ in model.named_parameters()}
+    assert metrics["trainable_backbone"] == meta["num_params"]
+    assert metrics["trainable_fraction"] == 1.0
+
+
+def test_metrics_known_answers():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]])
+    m = classification_metrics(labels, probs)
+    assert m["accuracy"] == 0.75 and m["balanced_accuracy"] == 0.75 and m["auc"] == 1.0
+    three = classification_metrics(np.array([0, 1, 2]), np.eye(3))
+    assert three["macro_f1"] == 1.0 and three["auc"] == 1.0

@@ -1,0 +1,176 @@
+"""End to end: Snakemake and DVC run the same DAG on the tiny params; reruns are exact."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, TINY
+
+from shpeft.params import load_params
+
+pytestmark = pytest.mark.slow
+BIN = str(Path(sys.executable).parent)
+
+
+def sh(*args: str, check: bool = True, **env) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+    return result
+
+
+def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return sh("snakemake", "--cores", "2", "--resources", "gpu=2", *args, check=check)
+
+
+def planned_jobs(*args: str) -> dict[str, int]:
+    """Rule -> job count of a dry run (empty when there is nothing to do)."""
+    out = snakemake("--dry-run", *args).stdout
+    stats = out.split("Job stats:")[-1] if "Job stats:" in out else ""
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"
+    }
+
+
+def use_tiny_params(project: Path, **finetune) -> None:
+    params = load_params([project / "params.yaml", TINY])
+    params["finetune"].update(finetune)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
+    use_tiny_params(project)
+    snakemake()
+    summary = pd.read_csv("results/tables/summary.csv")
+    runs = summary[~summary["seed"].isin(["mean", "std"])]
+    assert len(runs) == 4 and set(runs["method"]) == {"full", "linear"}
+    for name in ("accuracy_by_method.png", "training_curves.png"):
+        assert (project / "results" / "figures" / name).stat().st_size > 1000
+    assert (project / "mlflow.db").is_file()
+    # The workflow's onsuccess recorded everything in dvc.lock.
+    assert "up to date" in sh("dvc", "status").stdout
+    assert planned_jobs() == {}
+    # A learning-rate change reruns exactly the finetune jobs and what follows them.
+    use_tiny_params(project, lr=0.01)
+    assert planned_jobs() == {"finetune": 4, "aggregate": 1, "figures": 1, "all": 1}
+    changed = set(re.findall(r"^(\S+):", sh("dvc", "status").stdout, re.M))
+    assert changed == {
+        f"finetune@{d}-{m}-0" for d in ("tiny_us", "tiny_derm") for m in ("full", "linear")
+    }
+
+
+def test_dvc_repro_runs_the_pipeline(project):
+    use_tiny_params(project)
+    sh("dvc", "repro")
+    # Four runs, then a mean and a std row for each of the four dataset x method pairs.
+    assert len(pd.read_csv("results/tables/summary.csv")) == 4 + 2 * 4
+    assert "up to date" in sh("dvc", "status").stdout
+    assert (project / "results" / "metrics.json").is_file()
+
+
+def test_snakemake_lint_is_clean(project):
+    result = snakemake("--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr or result.stdout.strip() == ""
+
+
+def _snakemake_jobs(*args: str) -> set[tuple[str, tuple[str, ...]]]:
+    out = snakemake("--dry-run", "--forceall", "--printshellcmds", *args).stdout
+    jobs = set()
+    for block in out.split("\n\n"):
+        outputs = re.search(r"^\s*output: (.+)$", block, re.M)
+        command = [
+            line.removeprefix("Shell command:").strip()
+            for line in block.splitlines()
+            if line.startswith("Shell command: shpeft ")
+        ]
+        if outputs and command:
+            files = tuple(sorted(o.strip() for o in outputs[1].split(",")))
+            jobs.add((command[0], files))
+    return jobs
+
+
+def _dvc_jobs() -> set[tuple[str, tuple[str, ...]]]:
+    code = (
+        "from dvc.repo import Repo\n"
+        "for s in Repo('.').index.stages:\n"
+        "    print(' '.join(s.cmd.split()), '|', ','.join(sorted(str(o.def_path) for o in s.outs)))"
+    )
+    out = sh(sys.executable, "-c", code).stdout
+    return {
+        (cmd.strip(), tuple(o for o in outs.strip().split(",") if o != "results/metrics.json"))
+        for cmd, outs in (line.split(" | ") for line in out.splitlines())
+    }
+
+
+@pytest.mark.parametrize("params", ["default", "tiny"])
+def test_snakemake_and_dvc_have_the_same_jobs(project, params):
+    if params == "tiny":
+        use_tiny_params(project)
+    snake, dvc = _snakemake_jobs(), _dvc_jobs()
+    snake = {(cmd, tuple(o for o in outs if o != "results/metrics.json")) for cmd, outs in snake}
+    assert len(snake) > 5
+    assert snake == dvc
+
+
+def test_keep_going_with_a_broken_dataset(project):
+    broken = {
+        "grid": {"datasets": ["good", "broken"], "methods": ["linear"]},
+        "datasets": {
+            "good": {
+                "source": "synthetic",
+                "kind": "xray",
+                "image_size": 16,
+                "n_train": 9,
+                "n_val": 6,
+                "n_test": 6,
+            },
+            "broken": {
+                "source": "medmnist",
+                "name": "breastmnist",
+                "root": "nowhere",
+                "image_size": 16,
+            },
+        },
+    }
+    (project / "broken.yaml").write_text(yaml.safe_dump(broken))
+    result = snakemake(
+        "--configfile",
+        "broken.yaml",
+        "--keep-going",
+        "results/data/good",
+        "results/data/broken",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert (project / "results" / "data" / "good" / "manifest.json").is_file()
+    assert not (project / "results" / "data" / "broken").exists()
+    log = (project / "results" / "logs" / "prepare" / "broken.log").read_text()
+    assert "nowhere/breastmnist.npz: MedMNIST file not found" in log
+    assert "Traceback" not in log
+
+
+def test_bad_params_stop_the_workflow_with_one_message(project):
+    (project / "bad.yaml").write_text("finetune: {lr: fast}\n")
+    result = snakemake("--dry-run", "--configfile", "bad.yaml", check=False)
+    assert result.returncode != 0
+    assert "key 'finetune.lr': 'fast' is not of type 'number'" in result.stdout + result.stderr
+
+
+def test_default_params_cover_the_demo_grid():
+    params = load_params([ROOT / "params.yaml"])
+    assert len(params["grid"]["datasets"]) >= 3 and len(params["seeds"]) >= 2
