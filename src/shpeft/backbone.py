@@ -38,12 +38,12 @@ class PretrainConfig:
     """The embedded source-domain pretraining of the demo backbone (`weights: pretrain`)."""
 
     kind: str = "shapes"
-    n_train: int = 6000
-    n_val: int = 600
+    n_train: int = 4000
+    n_val: int = 400
     image_size: int = 32
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.05
     warmup: float = 0.5
     seed: int = 0

@@ -118,16 +118,19 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
 
 
 def setup_logging(log_file: Path | None) -> None:
+    """Log the package's messages to stderr and, if asked, to a file (the job's log)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        handlers=handlers,
-        force=True,
-    )
+    formatter = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    for handler in log.handlers[:]:
+        log.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -244,16 +244,16 @@ def _xray(rng: Rng, labels: Array, size: int) -> Array:
     lcx = cx + side * half_gap
     # Pneumonia: patchy consolidation around a random point of the lung.
     py, px = cy + _u(rng, -0.4, 0.6, n) * ry, lcx + _u(rng, -0.4, 0.4, n) * rx
-    envelope = np.exp(-((yy - py) ** 2 + (xx - px) ** 2) / (2 * _u(rng, 0.06, 0.1, n) ** 2))
-    patches = envelope * np.clip(0.6 + 0.8 * _noise(rng, n, size, 0.025), 0, 1)
+    envelope = np.exp(-((yy - py) ** 2 + (xx - px) ** 2) / (2 * _u(rng, 0.07, 0.12, n) ** 2))
+    patches = envelope * np.clip(0.8 + 0.8 * _noise(rng, n, size, 0.025), 0, 1)
     # Effusion: homogeneous opacity of the lung base, meniscus rising towards the chest wall.
     lateral = side * (xx - lcx) / rx
     level = cy + _u(rng, 0.25, 0.55, n) * ry - _u(rng, 0.06, 0.12, n) * (lateral + 1) ** 2
     fluid = _step(yy - level, 0.03)
-    sick = pneumonia * _u(rng, 0.6, 0.9, n) * patches + effusion * _u(rng, 0.8, 0.95, n) * fluid
+    sick = pneumonia * _u(rng, 0.75, 1.0, n) * patches + effusion * _u(rng, 0.8, 0.95, n) * fluid
     for lung, sign in zip(lungs, (-1, 1), strict=True):
         opacity = np.maximum(_step(1 - heart, 0.2), (side == sign) * sick)
-        markings = 1 + 0.15 * _noise(rng, n, size, 0.02)  # vessels
+        markings = 1 + 0.1 * _noise(rng, n, size, 0.02)  # vessels
         density -= 0.45 * lung * (1 - opacity) * markings
     # Ribs curving down laterally, seen over the thorax.
     period = _u(rng, 0.075, 0.095, n)
