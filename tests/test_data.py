@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import MEDMNIST, needs_medmnist
 from PIL import Image
 
+from conftest import MEDMNIST, needs_medmnist
 from shpeft.data.prepare import prepare
 from shpeft.data.prepared import PreparedDataset
 from shpeft.errors import ShpeftError

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 import yaml
-from conftest import ROOT, TINY
 
+from conftest import ROOT, TINY
 from shpeft.backbone import BackboneConfig, PretrainConfig
 from shpeft.data.registry import sources
 from shpeft.errors import ShpeftError

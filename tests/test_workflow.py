@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, TINY
 
+from conftest import ROOT, TINY
 from shpeft.params import load_params
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,8 @@
 """Synthetic stand-ins for medical image classification datasets, so the demo runs offline.
 
 Each kind mimics one modality (breast ultrasound, chest X-ray, dermoscopy) plus a generic source
-domain (`shapes`) for pretraining the demo backbone. Images are drawn in batches with numpy only.
+domain (`shapes`) for pretraining the demo backbone. Images are drawn in vectorised batches
+with numpy (and scipy.fft for smooth noise).
 
 The class signal is spatial by construction: lesion sizes and positions come from overlapping
 ranges, every image gets a random contrast curve, and each channel is then standardised to a mean
@@ -127,7 +128,7 @@ def _noise(rng: Rng, n: int, size: int, sigma: float, stretch: float = 1.0) -> A
 def _speckle(rng: Rng, n: int, size: int, sigma: float, looks: int = 2) -> Array:
     """Multiplicative speckle of mean 1, grains wider than tall.
 
-    The magnitude of a smoothed complex Gaussian field (Rayleigh distributed), with the power
+    The magnitude of a smoothed complex noise field (about Rayleigh distributed), with the power
     averaged over a few independent looks as spatial compounding does.
     """
     power = sum(_noise(rng, n, size, sigma, 2.0) ** 2 for _ in range(2 * looks))
@@ -244,11 +245,11 @@ def _xray(rng: Rng, labels: Array, size: int) -> Array:
     lcx = cx + side * half_gap
     # Pneumonia: patchy consolidation around a random point of the lung.
     py, px = cy + _u(rng, -0.4, 0.6, n) * ry, lcx + _u(rng, -0.4, 0.4, n) * rx
-    envelope = np.exp(-((yy - py) ** 2 + (xx - px) ** 2) / (2 * _u(rng, 0.07, 0.12, n) ** 2))
+    envelope = np.exp(-((yy - py) ** 2 + (xx - px) ** 2) / (2 * _u(rng, 0.12, 0.18, n) ** 2))
     patches = envelope * np.clip(0.8 + 0.8 * _noise(rng, n, size, 0.025), 0, 1)
     # Effusion: homogeneous opacity of the lung base, meniscus rising towards the chest wall.
     lateral = side * (xx - lcx) / rx
-    level = cy + _u(rng, 0.25, 0.55, n) * ry - _u(rng, 0.06, 0.12, n) * (lateral + 1) ** 2
+    level = cy + _u(rng, -0.2, 0.2, n) * ry - _u(rng, 0.06, 0.12, n) * (lateral + 1) ** 2
     fluid = _step(yy - level, 0.03)
     sick = pneumonia * _u(rng, 0.75, 1.0, n) * patches + effusion * _u(rng, 0.8, 0.95, n) * fluid
     for lung, sign in zip(lungs, (-1, 1), strict=True):
