@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 
 from shpeft.backbone import (
     BackboneConfig,
+    PretrainConfig,
     build_backbone,
     create,
     load_backbone,
@@ -102,3 +103,13 @@ def test_unknown_model_and_missing_file(tmp_path):
         build_backbone(BackboneConfig(model="vit_nonexistent", weights="none"), tmp_path / "o")
     with pytest.raises(ShpeftError, match="weights file not found"):
         build_backbone(_cfg(weights=f"file:{tmp_path / 'nope.safetensors'}"), tmp_path / "o")
+
+
+def test_embedded_pretraining_is_deterministic(tmp_path):
+    """The same pretrain seed gives byte-identical backbone weights (initialisation included)."""
+    pretrain = PretrainConfig(n_train=64, n_val=16, image_size=16, epochs=1, batch_size=32)
+    hashes = [
+        build_backbone(_cfg(weights="pretrain", pretrain=pretrain), tmp_path / name)["sha256"]
+        for name in ("a", "b")
+    ]
+    assert hashes[0] == hashes[1]

@@ -154,7 +154,9 @@ def obtain_weights(cfg: BackboneConfig) -> tuple[torch.nn.Module, dict[str, Any]
         return create(cfg), {"origin": "random initialisation", "seed": cfg.pretrain.seed}
     if cfg.weights == "pretrain":
         from shpeft.pretrain import pretrain
+        from shpeft.training import seed_everything
 
+        seed_everything(cfg.pretrain.seed)  # before the model's random initialisation
         model = create(cfg)
         report = pretrain(model, cfg.pretrain)
         return model, {"origin": "embedded pretraining", "pretrain": report}

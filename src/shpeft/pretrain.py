@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from shpeft.data.synthetic_images import KINDS, generate
-from shpeft.training import FinetuneConfig, fit, resolve_device, seed_everything
+from shpeft.training import FinetuneConfig, fit, resolve_device
 
 if TYPE_CHECKING:
     from shpeft.backbone import PretrainConfig
@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 def pretrain(model: nn.Module, cfg: PretrainConfig) -> dict[str, Any]:
     """Train `model` (headless on entry and on return) on the source domain; report how it went."""
-    seed_everything(cfg.seed)
     classes = KINDS[cfg.kind]
     images, labels = generate(cfg.kind, cfg.n_train + cfg.n_val, cfg.image_size, cfg.seed)
     train = images[: cfg.n_train], labels[: cfg.n_train]
