@@ -1,0 +1,79 @@
+"""A Linear layer whose weight changes only at k fixed positions, trained as a k-vector.
+
+`y = x (W + D)^T + b`, where `D[rows[i], cols[i]] = values[i]` and W, b stay frozen. The custom
+autograd function never forms D or a dense weight gradient:
+
+- forward: the dense frozen product plus `index_add` of `x[..., cols] * values` into the output
+  columns `rows`, O(tokens x k) extra work;
+- backward: the gradient of `values` is `sum over tokens of grad_out[..., rows] * x[..., cols]`
+  (O(tokens x k), no k x k intermediate); the input gradient is `grad_out W` plus the scattered
+  sparse part, computed only when something below needs it. Only the input columns that hold a
+  selected entry are kept for backward, not the whole input.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _SparseDeltaLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, values, rows, cols, used_cols, inverse):
+        out = F.linear(x, weight, bias)
+        kept = x[..., used_cols]  # only the input columns that hold a selected entry
+        out.index_add_(-1, rows, kept[..., inverse] * values)
+        ctx.save_for_backward(kept, weight, values, rows, cols, inverse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        kept, weight, values, rows, cols, inverse = ctx.saved_tensors
+        grad_rows = grad_out[..., rows]  # (..., k)
+        grad_x = grad_values = None
+        if ctx.needs_input_grad[3]:
+            grad_values = (grad_rows * kept[..., inverse]).reshape(-1, len(values)).sum(0)
+        if ctx.needs_input_grad[0]:
+            grad_x = grad_out @ weight.to(grad_out.dtype)
+            grad_x.index_add_(-1, cols, grad_rows * values.to(grad_out.dtype))
+        return grad_x, None, None, grad_values, None, None, None, None
+
+
+class SparseDeltaLinear(nn.Module):
+    """Wraps a frozen `nn.Linear`; only `values` (one per selected weight entry) trains."""
+
+    def __init__(self, base: nn.Linear, rows: torch.Tensor, cols: torch.Tensor) -> None:
+        super().__init__()
+        if rows.shape != cols.shape or rows.ndim != 1:
+            raise ValueError("rows and cols must be 1-D tensors of equal length")
+        out_features, in_features = base.weight.shape
+        if len(rows) and (rows.max() >= out_features or cols.max() >= in_features):
+            raise ValueError(f"index outside the {out_features}x{in_features} weight")
+        self.base = base
+        for param in base.parameters():
+            param.requires_grad_(False)
+        used_cols, inverse = torch.unique(cols, return_inverse=True)
+        self.register_buffer("rows", rows.long().clone())
+        self.register_buffer("cols", cols.long().clone())
+        self.register_buffer("used_cols", used_cols)
+        self.register_buffer("inverse", inverse)
+        self.values = nn.Parameter(torch.zeros(len(rows), dtype=base.weight.dtype))
+
+    def merged_weight(self) -> torch.Tensor:
+        """The effective dense weight W + D, for merging into a plain Linear and for checks."""
+        merged = self.base.weight.detach().clone()
+        merged[self.rows, self.cols] += self.values.detach().to(merged.dtype)
+        return merged
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias, values = self.base.weight, self.base.bias, self.values
+        if torch.is_autocast_enabled(x.device.type):
+            # The custom function runs outside autocast, so cast as autocast would for F.linear.
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight, values = x.to(dtype), weight.to(dtype), values.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            return _SparseDeltaLinear.apply(
+                x, weight, bias, values, self.rows, self.cols, self.used_cols, self.inverse
+            )
