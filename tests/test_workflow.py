@@ -64,6 +64,9 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     # The workflow's onsuccess recorded everything in dvc.lock.
     assert "up to date" in sh("dvc", "status").stdout
     assert planned_jobs() == {}
+    # An overlay that only narrows the grid reruns the tables, not the backbone or any run.
+    (project / "narrow.yaml").write_text("grid: {datasets: [tiny_us]}\n")
+    assert planned_jobs("--configfile", "narrow.yaml") == {"aggregate": 1, "figures": 1, "all": 1}
     # A learning-rate change reruns exactly the finetune jobs and what follows them.
     use_tiny_params(project, lr=0.01)
     assert planned_jobs() == {"finetune": 4, "aggregate": 1, "figures": 1, "all": 1}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -98,7 +99,7 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
             "--params",
             action="append",
             type=Path,
-            help="params file; repeat to layer files (default: params.yaml)",
+            help="params file; repeat to layer files (default: $SHPEFT_PARAMS, else params.yaml)",
         )
         p.add_argument("--log", type=Path, help="also write the log to this file")
         commands[name] = func
@@ -115,6 +116,11 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
     add("summary", cmd_summary, "print the summary table and where outputs are")
     return main, commands
+
+
+def params_from_env() -> list[str]:
+    """Layered params files set by the Snakemake workflow (`SHPEFT_PARAMS`, os.pathsep apart)."""
+    return [f for f in os.environ.get("SHPEFT_PARAMS", "").split(os.pathsep) if f]
 
 
 def setup_logging(log_file: Path | None) -> None:
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = main_parser.parse_args(argv)
     setup_logging(args.log)
     try:
-        params = load_params(args.params or DEFAULT_PARAMS)
+        params = load_params(args.params or params_from_env() or DEFAULT_PARAMS)
         commands[args.command](args, params)
     except ShpeftError as exc:
         log.error("shpeft %s: %s", args.command, exc)

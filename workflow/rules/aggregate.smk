@@ -11,6 +11,5 @@ rule aggregate:
     params:
         grid=config["grid"],
         seeds=config["seeds"],
-        files=PARAMS_ARGS,
     shell:
-        "shpeft aggregate{params.files} --log {log}"
+        "shpeft aggregate --log {log}"

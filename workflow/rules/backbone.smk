@@ -10,6 +10,5 @@ rule backbone:
         gpu=1,
     params:
         backbone=config["backbone"],
-        files=PARAMS_ARGS,
     shell:
-        "shpeft backbone{params.files} --log {log}"
+        "shpeft backbone --log {log}"

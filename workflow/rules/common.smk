@@ -19,12 +19,17 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
-# Extra params files given with --configfile, passed on so commands see the merged params.
-PARAMS_ARGS = "".join(
-    f" --params {os.path.relpath(f)}"
-    for f in ["params.yaml", *workflow.overwrite_configfiles]
-    if workflow.overwrite_configfiles
+# Commands read the same layered params as this workflow: params.yaml, then each --configfile.
+# An environment variable rather than an argument, so commands (and DVC's) stay the same.
+os.environ["SHPEFT_PARAMS"] = os.pathsep.join(
+    os.path.relpath(f) for f in ["params.yaml", *workflow.overwrite_configfiles]
 )
+
+
+envvars:
+    "SHPEFT_PARAMS",
+
+
 CONDA_ENV = "../../environment.yml"
 GRID = list(
     product(config["grid"]["datasets"], config["grid"]["methods"], config["seeds"])
@@ -48,7 +53,7 @@ def method_params(wildcards):
 
 
 onstart:
-    shell(f"shpeft tracking-init{PARAMS_ARGS}")
+    shell("shpeft tracking-init")
 
 
 # Record the outputs in dvc.lock, so that `dvc status` agrees (only for the params DVC reads).

@@ -7,7 +7,5 @@ rule figures:
         log_path("figures"),
     conda:
         CONDA_ENV
-    params:
-        files=PARAMS_ARGS,
     shell:
-        "shpeft figures{params.files} --log {log}"
+        "shpeft figures --log {log}"

@@ -15,7 +15,6 @@ rule finetune:
         method=method_params,
         finetune=config["finetune"],
         backbone=config["backbone"],
-        files=PARAMS_ARGS,
     shell:
         "shpeft finetune --dataset {wildcards.dataset} --method {wildcards.method}"
-        " --seed {wildcards.seed}{params.files} --log {log}"
+        " --seed {wildcards.seed} --log {log}"

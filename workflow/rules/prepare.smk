@@ -7,6 +7,5 @@ rule prepare:
         CONDA_ENV
     params:
         dataset=dataset_params,
-        files=PARAMS_ARGS,
     shell:
-        "shpeft prepare --dataset {wildcards.dataset}{params.files} --log {log}"
+        "shpeft prepare --dataset {wildcards.dataset} --log {log}"
