@@ -1,0 +1,114 @@
+"""Hybrid masks: which k entries of the eligible backbone tensors train.
+
+Inputs are the top-M entries per criterion (flat indices into the concatenated eligible tensors,
+largest score first, from `shpeft.importance`). Two hybrid rules:
+
+- `split`: a share `rho` of the budget goes to the task-specific top entries, the rest to the
+  task-agnostic top entries not already chosen;
+- `fusion`: rank-normalised scores (1 for the best entry, falling linearly to 0 past the top-M)
+  are mixed as `rho * task_specific + (1 - rho) * task_agnostic`, then the top k are taken.
+
+`scope: per_layer` splits the budget over tensors in proportion to their size and applies the
+rule within each tensor; `global` ranks all eligible entries together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shpeft.errors import ShpeftError
+
+RULES = ("split", "fusion")
+SCOPES = ("global", "per_layer")
+
+
+@dataclass
+class MaskConfig:
+    #: Task-specific criterion: taylor_l1 | taylor_l2 | grad_l1 | grad_l2.
+    task_specific: str = "taylor_l1"
+    #: Task-agnostic criterion: magnitude_l1 | magnitude_l2.
+    task_agnostic: str = "magnitude_l1"
+    rule: str = "split"
+    #: Share of the task-specific side, in [0, 1] (1 = task-specific only, 0 = agnostic only).
+    rho: float = 0.5
+    #: Budget as a fraction of all backbone weights ...
+    budget: float = 1e-4
+    #: ... or as an absolute number of entries (overrides `budget` when set).
+    budget_count: int | None = None
+    scope: str = "global"
+
+
+def budget_entries(cfg: MaskConfig, backbone_params: int, eligible: int) -> int:
+    """The number of entries k to train, checked against what is eligible."""
+    if not 0 <= cfg.rho <= 1:
+        raise ShpeftError(f"mask.rho: {cfg.rho} is outside [0, 1]")
+    if cfg.rule not in RULES or cfg.scope not in SCOPES:
+        raise ShpeftError(f"mask: rule must be one of {RULES} and scope one of {SCOPES}")
+    k = cfg.budget_count if cfg.budget_count is not None else round(cfg.budget * backbone_params)
+    if k <= 0:
+        raise ShpeftError(f"mask.budget: {cfg.budget_count or cfg.budget} gives no entry to train")
+    if k > eligible:
+        raise ShpeftError(f"mask.budget: {k} entries asked, only {eligible} are eligible")
+    return k
+
+
+def _split(specific: np.ndarray, agnostic: np.ndarray, k: int, rho: float) -> np.ndarray:
+    first = specific[: round(rho * k)]
+    rest = agnostic[~np.isin(agnostic, first)][: k - len(first)]
+    return np.concatenate([first, rest])
+
+
+def _ranks(order: np.ndarray, m: int) -> dict[int, float]:
+    return {int(index): 1.0 - position / m for position, index in enumerate(order)}
+
+
+def _fusion(specific: np.ndarray, agnostic: np.ndarray, k: int, rho: float) -> np.ndarray:
+    m = max(len(specific), len(agnostic))
+    r_s, r_a = _ranks(specific, m), _ranks(agnostic, m)
+    union = np.union1d(specific, agnostic)
+    fused = np.array([rho * r_s.get(int(i), 0.0) + (1 - rho) * r_a.get(int(i), 0.0) for i in union])
+    order = np.lexsort((union, -fused))  # best fused score first, ties to the lower index
+    return union[order[:k]]
+
+
+def select(
+    cfg: MaskConfig, specific: np.ndarray, agnostic: np.ndarray, sizes: list[int], k: int
+) -> np.ndarray:
+    """Sorted flat indices of the k selected entries."""
+    rule = _split if cfg.rule == "split" else _fusion
+    if cfg.scope == "global":
+        chosen = rule(specific, agnostic, k, cfg.rho)
+    else:
+        bounds = np.cumsum([0, *sizes])
+        shares = np.floor(k * np.asarray(sizes) / bounds[-1]).astype(int)
+        shares[np.argsort(-np.asarray(sizes), kind="stable")[: k - shares.sum()]] += 1
+        parts = []
+        for (low, high), share in zip(
+            zip(bounds[:-1], bounds[1:], strict=True), shares, strict=True
+        ):
+            if share:
+                inside = [order[(order >= low) & (order < high)] for order in (specific, agnostic)]
+                parts.append(rule(*inside, share, cfg.rho))
+        chosen = np.concatenate(parts)
+    if len(chosen) < k:
+        raise ShpeftError(
+            f"score.top_m is too small for a budget of {k}: raise it (10x the budget)"
+        )
+    return np.sort(chosen)
+
+
+def random_selection(total: int, k: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(total, size=k, replace=False))
+
+
+def overlap(specific: np.ndarray, agnostic: np.ndarray, k: int, total: int) -> dict[str, float]:
+    """Jaccard overlap of the two top-k sets, and its expectation for two random k-subsets."""
+    shared = len(np.intersect1d(specific[:k], agnostic[:k]))
+    expected_shared = k * k / total
+    return {
+        "jaccard": shared / (2 * k - shared),
+        "jaccard_chance": expected_shared / (2 * k - expected_shared),
+        "shared": shared,
+    }

@@ -1,0 +1,81 @@
+"""Mask construction: exact budgets, both hybrid rules, per-layer shares, bad settings refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shpeft.errors import ShpeftError
+from shpeft.masks import MaskConfig, budget_entries, overlap, random_selection, select
+
+TOTAL = 1000
+SIZES = [600, 400]
+
+
+def _orders(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.permutation(TOTAL)[:300], rng.permutation(TOTAL)[:300]
+
+
+@pytest.mark.parametrize("rule", ["split", "fusion"])
+@pytest.mark.parametrize("scope", ["global", "per_layer"])
+@pytest.mark.parametrize("rho", [0.0, 0.3, 1.0])
+def test_budget_is_met_exactly(rule, scope, rho):
+    specific, agnostic = _orders()
+    chosen = select(MaskConfig(rule=rule, scope=scope, rho=rho), specific, agnostic, SIZES, 50)
+    assert len(chosen) == 50 == len(np.unique(chosen))
+
+
+def test_split_rule_takes_the_shares_in_order():
+    specific, agnostic = _orders()
+    chosen = set(select(MaskConfig(rule="split", rho=0.3), specific, agnostic, SIZES, 50).tolist())
+    assert set(specific[:15].tolist()) <= chosen
+    rest = [i for i in agnostic.tolist() if i not in set(specific[:15].tolist())][:35]
+    assert chosen == set(specific[:15].tolist()) | set(rest)
+    pure = select(MaskConfig(rho=1.0), specific, agnostic, SIZES, 50)
+    assert set(pure.tolist()) == set(specific[:50].tolist())
+
+
+def test_fusion_extremes_reduce_to_one_side():
+    specific, agnostic = _orders()
+    for rho, side in ((1.0, specific), (0.0, agnostic)):
+        chosen = select(MaskConfig(rule="fusion", rho=rho), specific, agnostic, SIZES, 40)
+        assert set(chosen.tolist()) == set(side[:40].tolist())
+
+
+def test_per_layer_shares_follow_tensor_sizes():
+    specific, agnostic = _orders()
+    chosen = select(MaskConfig(scope="per_layer"), specific, agnostic, SIZES, 50)
+    assert np.sum(chosen < 600) == 30 and np.sum(chosen >= 600) == 20
+
+
+def test_random_selection_is_deterministic_for_a_seed():
+    assert np.array_equal(random_selection(TOTAL, 20, 3), random_selection(TOTAL, 20, 3))
+    assert not np.array_equal(random_selection(TOTAL, 20, 3), random_selection(TOTAL, 20, 4))
+
+
+def test_overlap_of_identical_and_of_random_sets():
+    order = np.arange(100)
+    assert overlap(order, order, 10, 100)["jaccard"] == 1.0
+    chance = overlap(order, order[::-1], 10, 100)
+    assert chance["jaccard"] == 0.0 and chance["jaccard_chance"] == pytest.approx(1 / 19)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (MaskConfig(rho=1.5), "mask.rho"),
+        (MaskConfig(rho=-0.1), "mask.rho"),
+        (MaskConfig(budget=0.0), "gives no entry"),
+        (MaskConfig(budget_count=5000), "only 1000 are eligible"),
+    ],
+)
+def test_bad_settings_are_refused(cfg, message):
+    with pytest.raises(ShpeftError, match=message):
+        budget_entries(cfg, backbone_params=10_000, eligible=TOTAL)
+
+
+def test_too_small_top_m_is_reported():
+    specific, agnostic = _orders()
+    with pytest.raises(ShpeftError, match="top_m is too small"):
+        select(MaskConfig(rho=1.0), specific[:10], agnostic[:10], SIZES, 50)
