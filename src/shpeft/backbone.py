@@ -13,6 +13,7 @@ The step writes `results/backbone/backbone.safetensors` (no classifier head) and
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json, sha256_file, write_json
+from shpeft.params import build
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +140,6 @@ def fit_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: 
 
 
 def _hash_tensors(state: dict[str, torch.Tensor]) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for key in sorted(state):
         digest.update(key.encode())
@@ -205,8 +205,6 @@ def load_backbone(backbone_dir: str | Path, num_classes: int) -> tuple[torch.nn.
     path = backbone_dir / WEIGHTS_FILE
     if sha256_file(path) != meta["sha256"]:
         raise ShpeftError(f"{path}: sha256 differs from the one recorded in {META_FILE}")
-    from shpeft.params import build
-
     cfg = build(BackboneConfig, meta["config"])
     model = create(cfg, num_classes=num_classes)
     fit_weights(model, load_file(path), str(path))
