@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -90,3 +91,16 @@ def test_metrics_known_answers():
     assert m["accuracy"] == 0.75 and m["balanced_accuracy"] == 0.75 and m["auc"] == 1.0
     three = classification_metrics(np.array([0, 1, 2]), np.eye(3))
     assert three["macro_f1"] == 1.0 and three["auc"] == 1.0
+
+
+def test_tracking_store_and_artifacts_stay_in_the_project(ready, in_tmp):
+    import mlflow
+
+    _run(ready, "linear", 0, in_tmp / "run")
+    experiment = mlflow.get_experiment_by_name("shpeft")
+    assert experiment.artifact_location == (in_tmp / "mlartifacts").as_uri()
+    assert (in_tmp / "mlflow.db").is_file() and not (in_tmp / "mlruns").exists()
+    run = mlflow.get_run(json.loads((in_tmp / "run" / "mlflow.json").read_text())["run_id"])
+    assert run.info.run_name == "tiny_us-linear-s0" and run.data.tags["method"] == "linear"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
+    assert [m.step for m in history] == list(range(1, ready["finetune"]["epochs"] + 1))

@@ -43,16 +43,15 @@ def init_tracking(experiment: str = DEFAULT_EXPERIMENT) -> str:
     """Create the store and the experiment if needed; return the experiment id."""
     import mlflow
 
+    # A server given by MLFLOW_TRACKING_URI keeps its own artifact store; the local default keeps
+    # artifacts beside the database. (Read before set_tracking_uri, which exports the variable.)
+    local = not os.environ.get("MLFLOW_TRACKING_URI")
     with _store_lock():
         mlflow.set_tracking_uri(tracking_uri())
         found = mlflow.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
-        location = (
-            (Path.cwd() / ARTIFACTS_DIR).as_uri()
-            if "MLFLOW_TRACKING_URI" not in os.environ
-            else None
-        )
+        location = (Path.cwd() / ARTIFACTS_DIR).as_uri() if local else None
         return mlflow.create_experiment(experiment, artifact_location=location)
 
 
