@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import MEDMNIST, needs_medmnist
 from shpeft.errors import ShpeftError
 from shpeft.importance import (
     agnostic_scores,
@@ -69,3 +70,67 @@ def test_agnostic_scores_top_entries_and_summary():
 def test_a_pattern_matching_nothing_is_refused():
     with pytest.raises(ShpeftError, match="no backbone tensor matches"):
         eligible_parameters(Tiny(), ["blocks.*.attn.qkv.weight"])
+
+
+def _backbone(tmp_path):
+    from shpeft.backbone import BackboneConfig, build_backbone
+
+    args = {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2}
+    build_backbone(BackboneConfig(model_args=args, weights="none"), tmp_path / "backbone")
+    return tmp_path / "backbone"
+
+
+def test_score_step_keeps_top_m_per_criterion(tmp_path):
+    from safetensors import safe_open
+
+    from shpeft.data.prepare import prepare
+    from shpeft.importance import SCORES_FILE, ScoreConfig, score_dataset
+
+    prepare(
+        "d",
+        {
+            "source": "synthetic",
+            "kind": "xray",
+            "image_size": 16,
+            "n_train": 40,
+            "n_val": 12,
+            "n_test": 12,
+        },
+        tmp_path / "data",
+    )
+    cfg = ScoreConfig(batches=2, batch_size=8, probe_epochs=1, top_m=500)
+    summary = score_dataset(tmp_path / "data", _backbone(tmp_path), cfg, 0, tmp_path / "out")
+    assert list(summary["eligible"]) == [
+        f"blocks.{b}.{t}.weight"
+        for b in range(2)
+        for t in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+    ]
+    with safe_open(str(tmp_path / "out" / SCORES_FILE), framework="pt") as handle:
+        keys = set(handle.keys())
+        assert handle.get_tensor("grad_l2.indices").shape == (500,)
+        scores = handle.get_tensor("taylor_l1.scores")
+    assert keys == {
+        f"{c}.{p}"
+        for c in ("taylor_l1", "taylor_l2", "grad_l1", "grad_l2", "magnitude_l1", "magnitude_l2")
+        for p in ("indices", "scores")
+    }
+    assert torch.all(scores[:-1] >= scores[1:])
+    again = score_dataset(tmp_path / "data", tmp_path / "backbone", cfg, 0, tmp_path / "again")
+    assert again["layers"] == summary["layers"]  # deterministic for a seed
+
+
+@needs_medmnist
+def test_scoring_real_breastmnist_on_cpu(tmp_path):
+    from shpeft.data.prepare import prepare
+    from shpeft.importance import ScoreConfig, score_dataset
+
+    prepare(
+        "breast",
+        {"source": "medmnist", "name": "breastmnist", "root": str(MEDMNIST), "image_size": 16},
+        tmp_path / "data",
+    )
+    summary = score_dataset(
+        tmp_path / "data", _backbone(tmp_path), ScoreConfig(), 0, tmp_path / "o"
+    )
+    assert len(summary["layers"]) == 8
+    assert all(v["taylor_l1"]["sum"] > 0 for v in summary["layers"].values())

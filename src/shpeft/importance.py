@@ -12,17 +12,24 @@ of the eligible tensors, in `eligible` order), never a full-size copy.
 from __future__ import annotations
 
 import fnmatch
+import json
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from shpeft.errors import ShpeftError
+from shpeft.fileio import atomic_path, write_json
 
 TASK_SPECIFIC = ("taylor_l1", "taylor_l2", "grad_l1", "grad_l2")
 TASK_AGNOSTIC = ("magnitude_l1", "magnitude_l2")
+SCORES_FILE = "importance.safetensors"
 DEFAULT_ELIGIBLE = (
     "blocks.*.attn.qkv.weight",
     "blocks.*.attn.proj.weight",
@@ -113,4 +120,72 @@ def layer_summary(
             for criterion, values in scores.items()
         }
         start = stop
+    return summary
+
+
+def score_dataset(
+    data_dir: str | Path,
+    backbone_dir: str | Path,
+    cfg: ScoreConfig,
+    seed: int,
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """The `score` step: importance of every eligible weight for one dataset, top-M kept."""
+    from shpeft.backbone import load_backbone
+    from shpeft.data.prepared import PreparedDataset
+    from shpeft.training import FinetuneConfig, Preprocess, fit, resolve_device, seed_everything
+
+    started = time.perf_counter()
+    seed_everything(seed)
+    device = resolve_device("auto")
+    data = PreparedDataset.load(data_dir)
+    model, meta = load_backbone(backbone_dir, data.num_classes)
+    params = eligible_parameters(model, cfg.eligible)
+    images, labels = data.part("train")
+    if cfg.probe_epochs > 0:
+        for param in model.parameters():
+            param.requires_grad_(False)
+        for param in model.get_classifier().parameters():
+            param.requires_grad_(True)
+        probe = FinetuneConfig(epochs=cfg.probe_epochs, batch_size=cfg.batch_size, lr=cfg.probe_lr)
+        fit(model, (images, labels), data.part("val"), probe, seed, device)
+    model.to(device)
+    prep = Preprocess(model, FinetuneConfig().augment).to(device)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    batches = [
+        (
+            prep(torch.from_numpy(images[index.numpy()]).to(device)),
+            torch.from_numpy(labels[index]).to(device),
+        )
+        for index in order.split(cfg.batch_size)[: cfg.batches]
+    ]
+    scores = {
+        **{
+            k: v.cpu()
+            for k, v in gradient_scores(model, params, batches, nn.CrossEntropyLoss()).items()
+        },
+        **agnostic_scores(params),
+    }
+    tensors = {}
+    for criterion, values in scores.items():
+        indices, top = top_entries(values, cfg.top_m)
+        tensors[f"{criterion}.indices"] = torch.from_numpy(indices)
+        tensors[f"{criterion}.scores"] = torch.from_numpy(top)
+    sizes = {name: param.numel() for name, param in params.items()}
+    summary = {
+        "backbone_sha256": meta["sha256"],
+        "eligible": sizes,
+        "config": asdict(cfg),
+        "seed": seed,
+        "layers": layer_summary(params, scores),
+        "seconds": time.perf_counter() - started,
+    }
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        save_file(
+            tensors,
+            tmp / SCORES_FILE,
+            metadata={"backbone_sha256": meta["sha256"], "eligible": json.dumps(sizes)},
+        )
+        write_json(tmp / "summary.json", summary)
     return summary
