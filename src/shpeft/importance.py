@@ -133,6 +133,7 @@ def score_dataset(
     """The `score` step: importance of every eligible weight for one dataset, top-M kept."""
     from shpeft.backbone import load_backbone
     from shpeft.data.prepared import PreparedDataset
+    from shpeft.methods.registry import freeze, unfreeze_head
     from shpeft.training import FinetuneConfig, Preprocess, fit, resolve_device, seed_everything
 
     started = time.perf_counter()
@@ -143,10 +144,8 @@ def score_dataset(
     params = eligible_parameters(model, cfg.eligible)
     images, labels = data.part("train")
     if cfg.probe_epochs > 0:
-        for param in model.parameters():
-            param.requires_grad_(False)
-        for param in model.get_classifier().parameters():
-            param.requires_grad_(True)
+        freeze(model)
+        unfreeze_head(model)
         probe = FinetuneConfig(epochs=cfg.probe_epochs, batch_size=cfg.batch_size, lr=cfg.probe_lr)
         fit(model, (images, labels), data.part("val"), probe, seed, device)
     model.to(device)
