@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 
 rule all:
     input:
+        importance_dirs(),
         paths.tables_dir(),
         paths.metrics_file(),
         paths.figures_dir(),
@@ -20,6 +21,7 @@ rule all:
 
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/backbone.smk"
+include: "workflow/rules/score.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"

@@ -99,7 +99,7 @@ def test_score_step_keeps_top_m_per_criterion(tmp_path):
         tmp_path / "data",
     )
     cfg = ScoreConfig(batches=2, batch_size=8, probe_epochs=1, top_m=500)
-    summary = score_dataset(tmp_path / "data", _backbone(tmp_path), cfg, 0, tmp_path / "out")
+    summary = score_dataset(tmp_path / "data", _backbone(tmp_path), cfg, tmp_path / "out")
     assert list(summary["eligible"]) == [
         f"blocks.{b}.{t}.weight"
         for b in range(2)
@@ -115,7 +115,7 @@ def test_score_step_keeps_top_m_per_criterion(tmp_path):
         for p in ("indices", "scores")
     }
     assert torch.all(scores[:-1] >= scores[1:])
-    again = score_dataset(tmp_path / "data", tmp_path / "backbone", cfg, 0, tmp_path / "again")
+    again = score_dataset(tmp_path / "data", tmp_path / "backbone", cfg, tmp_path / "again")
     assert again["layers"] == summary["layers"]  # deterministic for a seed
 
 
@@ -129,8 +129,6 @@ def test_scoring_real_breastmnist_on_cpu(tmp_path):
         {"source": "medmnist", "name": "breastmnist", "root": str(MEDMNIST), "image_size": 16},
         tmp_path / "data",
     )
-    summary = score_dataset(
-        tmp_path / "data", _backbone(tmp_path), ScoreConfig(), 0, tmp_path / "o"
-    )
+    summary = score_dataset(tmp_path / "data", _backbone(tmp_path), ScoreConfig(), tmp_path / "o")
     assert len(summary["layers"]) == 8
     assert all(v["taylor_l1"]["sum"] > 0 for v in summary["layers"].values())

@@ -12,6 +12,7 @@ from conftest import ROOT, TINY
 from shpeft.backbone import BackboneConfig, PretrainConfig
 from shpeft.data.registry import sources
 from shpeft.errors import ShpeftError
+from shpeft.importance import ScoreConfig
 from shpeft.methods.registry import methods
 from shpeft.params import deep_merge, field_names, load_params, load_schema, validate
 from shpeft.training import AugmentConfig, FinetuneConfig
@@ -92,6 +93,7 @@ def test_schema_matches_dataclasses():
     assert _schema_keys(schema, "backbone") == field_names(BackboneConfig)
     pretrain = schema["$defs"]["backbone"]["properties"]["pretrain"]["properties"]
     assert set(pretrain) == field_names(PretrainConfig)
+    assert set(schema["properties"]["score"]["properties"]) == field_names(ScoreConfig)
 
 
 def test_dataclass_defaults_are_valid_values():
@@ -99,4 +101,5 @@ def test_dataclass_defaults_are_valid_values():
     params = load_params([ROOT / "params.yaml"])
     params["finetune"] = dataclasses.asdict(FinetuneConfig())
     params["backbone"] = dataclasses.asdict(BackboneConfig())
+    params["score"] = dataclasses.asdict(ScoreConfig())
     validate(params)

@@ -38,6 +38,21 @@ def cmd_backbone(args: argparse.Namespace, params: dict) -> None:
     build_backbone(build(BackboneConfig, params["backbone"]), paths.backbone_dir())
 
 
+def cmd_score(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.devices import acquire_gpu
+
+    acquire_gpu()
+    from shpeft.importance import ScoreConfig, score_dataset
+    from shpeft.params import build
+
+    score_dataset(
+        paths.data_dir(args.dataset),
+        paths.backbone_dir(),
+        build(ScoreConfig, params.get("score", {})),
+        paths.importance_dir(args.dataset),
+    )
+
+
 def cmd_finetune(args: argparse.Namespace, params: dict) -> None:
     from shpeft.devices import acquire_gpu
 
@@ -107,6 +122,9 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
 
     add("prepare", cmd_prepare, "prepare one dataset").add_argument("--dataset", required=True)
     add("backbone", cmd_backbone, "obtain the backbone weights")
+    add("score", cmd_score, "score the importance of every eligible weight").add_argument(
+        "--dataset", required=True
+    )
     ft = add("finetune", cmd_finetune, "train one dataset x method x seed")
     ft.add_argument("--dataset", required=True)
     ft.add_argument("--method", required=True)

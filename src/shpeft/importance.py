@@ -50,6 +50,8 @@ class ScoreConfig:
     eligible: list[str] = field(default_factory=lambda: list(DEFAULT_ELIGIBLE))
     #: Entries kept per criterion (at least 10x the largest mask budget).
     top_m: int = 100_000
+    #: Seeds the probe and the choice of batches.
+    seed: int = 0
 
 
 def eligible_parameters(model: nn.Module, patterns: Sequence[str]) -> dict[str, nn.Parameter]:
@@ -124,11 +126,7 @@ def layer_summary(
 
 
 def score_dataset(
-    data_dir: str | Path,
-    backbone_dir: str | Path,
-    cfg: ScoreConfig,
-    seed: int,
-    out_dir: str | Path,
+    data_dir: str | Path, backbone_dir: str | Path, cfg: ScoreConfig, out_dir: str | Path
 ) -> dict[str, Any]:
     """The `score` step: importance of every eligible weight for one dataset, top-M kept."""
     from shpeft.backbone import load_backbone
@@ -137,6 +135,7 @@ def score_dataset(
     from shpeft.training import FinetuneConfig, Preprocess, fit, resolve_device, seed_everything
 
     started = time.perf_counter()
+    seed = cfg.seed
     seed_everything(seed)
     device = resolve_device("auto")
     data = PreparedDataset.load(data_dir)
@@ -175,7 +174,6 @@ def score_dataset(
         "backbone_sha256": meta["sha256"],
         "eligible": sizes,
         "config": asdict(cfg),
-        "seed": seed,
         "layers": layer_summary(params, scores),
         "seconds": time.perf_counter() - started,
     }

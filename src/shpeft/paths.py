@@ -15,6 +15,10 @@ def backbone_dir() -> Path:
     return RESULTS / "backbone"
 
 
+def importance_dir(dataset: str) -> Path:
+    return RESULTS / "importance" / dataset
+
+
 def run_dir(dataset: str, method: str, seed: int | str) -> Path:
     return RESULTS / "runs" / dataset / method / f"seed{seed}"
 

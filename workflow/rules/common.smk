@@ -40,6 +40,10 @@ def log_path(step, *names):
     return str(paths.log_file(step, *names))
 
 
+def importance_dirs():
+    return [str(paths.importance_dir(d)) for d in config["grid"]["datasets"]]
+
+
 def run_dirs():
     return [str(paths.run_dir(d, m, s)) for d, m, s in GRID]
 
