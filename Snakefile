@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 rule all:
     input:
         importance_dirs(),
+        mask_files(),
         paths.tables_dir(),
         paths.metrics_file(),
         paths.figures_dir(),
@@ -22,6 +23,7 @@ rule all:
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/backbone.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/mask.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"

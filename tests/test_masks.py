@@ -79,3 +79,47 @@ def test_too_small_top_m_is_reported():
     specific, agnostic = _orders()
     with pytest.raises(ShpeftError, match="top_m is too small"):
         select(MaskConfig(rho=1.0), specific[:10], agnostic[:10], SIZES, 50)
+
+
+def test_mask_step_from_real_scores(tmp_path):
+    from safetensors.torch import load_file
+
+    from shpeft.backbone import BackboneConfig, build_backbone
+    from shpeft.data.prepare import prepare
+    from shpeft.importance import ScoreConfig, score_dataset
+    from shpeft.masks import build_mask
+
+    args = {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2}
+    meta = build_backbone(BackboneConfig(model_args=args, weights="none"), tmp_path / "backbone")
+    prepare(
+        "d",
+        {
+            "source": "synthetic",
+            "kind": "ultrasound",
+            "image_size": 16,
+            "n_train": 30,
+            "n_val": 9,
+            "n_test": 9,
+        },
+        tmp_path / "data",
+    )
+    score_dataset(
+        tmp_path / "data",
+        tmp_path / "backbone",
+        ScoreConfig(batches=2, batch_size=8, probe_epochs=1),
+        tmp_path / "imp",
+    )
+    cfg = MaskConfig(budget_count=25, rule="fusion", rho=0.5)
+    stats = build_mask(tmp_path / "imp", cfg, tmp_path / "m" / "hybrid.safetensors")
+    positions = load_file(tmp_path / "m" / "hybrid.safetensors")
+    assert sum(len(p) for p in positions.values()) == 25 == stats["k"]
+    assert sum(stats["per_block"].values()) == 25
+    assert stats["backbone_sha256"] == meta["sha256"]
+    assert 0 <= stats["overlap_at_budget"]["jaccard"] <= 1
+    again = build_mask(tmp_path / "imp", cfg, tmp_path / "m2" / "hybrid.safetensors")
+    assert again["per_tensor"] == stats["per_tensor"]  # deterministic
+    with pytest.raises(ShpeftError, match="only .* are eligible"):
+        build_mask(
+            tmp_path / "imp", MaskConfig(budget_count=10**7), tmp_path / "m3" / "x.safetensors"
+        )
+    assert not (tmp_path / "m3" / "x.safetensors").exists()

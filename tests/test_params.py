@@ -13,6 +13,7 @@ from shpeft.backbone import BackboneConfig, PretrainConfig
 from shpeft.data.registry import sources
 from shpeft.errors import ShpeftError
 from shpeft.importance import ScoreConfig
+from shpeft.masks import MaskConfig
 from shpeft.methods.registry import methods
 from shpeft.params import deep_merge, field_names, load_params, load_schema, validate
 from shpeft.training import AugmentConfig, FinetuneConfig
@@ -57,6 +58,8 @@ def test_deep_merge_does_not_modify_inputs():
         (lambda c: c["datasets"].update({"../up": c["datasets"]["xray"]}), "key 'datasets'"),
         (lambda c: c["backbone"].update(weights="http://x"), "key 'backbone.weights'"),
         (lambda c: c.pop("finetune"), "'finetune' is a required key"),
+        (lambda c: c["masks"]["hybrid"].update(rho=1.5), "key 'masks.hybrid.rho'"),
+        (lambda c: c["masks"]["hybrid"].update(budget=0), "key 'masks.hybrid.budget'"),
     ],
 )
 def test_bad_params_name_the_key(params, mutate, expected):
@@ -94,6 +97,8 @@ def test_schema_matches_dataclasses():
     pretrain = schema["$defs"]["backbone"]["properties"]["pretrain"]["properties"]
     assert set(pretrain) == field_names(PretrainConfig)
     assert set(schema["properties"]["score"]["properties"]) == field_names(ScoreConfig)
+    mask = schema["properties"]["masks"]["additionalProperties"]["properties"]
+    assert set(mask) == field_names(MaskConfig)
 
 
 def test_dataclass_defaults_are_valid_values():

@@ -53,6 +53,19 @@ def cmd_score(args: argparse.Namespace, params: dict) -> None:
     )
 
 
+def cmd_mask(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.masks import MaskConfig, build_mask
+    from shpeft.params import build
+
+    if args.variant not in params.get("masks", {}):
+        raise ShpeftError(f"masks: no mask variant named '{args.variant}'")
+    build_mask(
+        paths.importance_dir(args.dataset),
+        build(MaskConfig, params["masks"][args.variant]),
+        paths.mask_file(args.dataset, args.variant),
+    )
+
+
 def cmd_finetune(args: argparse.Namespace, params: dict) -> None:
     from shpeft.devices import acquire_gpu
 
@@ -125,6 +138,9 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     add("score", cmd_score, "score the importance of every eligible weight").add_argument(
         "--dataset", required=True
     )
+    mask = add("mask", cmd_mask, "build one mask variant for one dataset")
+    mask.add_argument("--dataset", required=True)
+    mask.add_argument("--variant", required=True)
     ft = add("finetune", cmd_finetune, "train one dataset x method x seed")
     ft.add_argument("--dataset", required=True)
     ft.add_argument("--method", required=True)

@@ -172,6 +172,7 @@ def score_dataset(
     sizes = {name: param.numel() for name, param in params.items()}
     summary = {
         "backbone_sha256": meta["sha256"],
+        "backbone_params": meta["num_params"],
         "eligible": sizes,
         "config": asdict(cfg),
         "layers": layer_summary(params, scores),

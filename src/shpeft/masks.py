@@ -14,11 +14,19 @@ rule within each tensor; `global` ranks all eligible entries together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from shpeft.errors import ShpeftError
+from shpeft.fileio import atomic_path, read_json, write_json
 
 RULES = ("split", "fusion")
 SCOPES = ("global", "per_layer")
@@ -112,3 +120,49 @@ def overlap(specific: np.ndarray, agnostic: np.ndarray, k: int, total: int) -> d
         "jaccard_chance": expected_shared / (2 * k - expected_shared),
         "shared": shared,
     }
+
+
+def build_mask(importance_dir: str | Path, cfg: MaskConfig, out_file: str | Path) -> dict[str, Any]:
+    """The `mask` step: per-tensor positions of the k entries to train, and their statistics.
+
+    Writes `<variant>.safetensors` (one int64 tensor of flat positions per weight name, the
+    backbone's sha256 in the metadata) and `<variant>.json` beside it.
+    """
+    from shpeft.importance import SCORES_FILE
+    from shpeft.sparse.inject import split_flat
+
+    importance_dir, out_file = Path(importance_dir), Path(out_file)
+    summary = read_json(importance_dir / "summary.json")
+    sizes: dict[str, int] = summary["eligible"]
+    total = sum(sizes.values())
+    k = budget_entries(cfg, summary["backbone_params"], total)
+    with safe_open(str(importance_dir / SCORES_FILE), framework="np") as handle:
+        for criterion in (cfg.task_specific, cfg.task_agnostic):
+            if f"{criterion}.indices" not in handle.keys():  # noqa: SIM118
+                raise ShpeftError(f"mask: unknown criterion '{criterion}'")
+        specific = handle.get_tensor(f"{cfg.task_specific}.indices")
+        agnostic = handle.get_tensor(f"{cfg.task_agnostic}.indices")
+    selection = split_flat(select(cfg, specific, agnostic, list(sizes.values()), k), sizes)
+    counts = {name: len(positions) for name, positions in selection.items()}
+    blocks = Counter()
+    for name, count in counts.items():
+        match = re.match(r"blocks\.(\d+)\.", name)
+        blocks[f"block{match[1]}" if match else "other"] += count
+    stats = {
+        "config": asdict(cfg),
+        "backbone_sha256": summary["backbone_sha256"],
+        "k": k,
+        "eligible": total,
+        "fraction_of_backbone": k / summary["backbone_params"],
+        "per_tensor": counts,
+        "per_block": dict(sorted(blocks.items())),
+        "overlap_at_budget": overlap(specific, agnostic, k, total),
+    }
+    with atomic_path(out_file) as tmp:
+        save_file(
+            {name: torch.from_numpy(positions) for name, positions in selection.items()},
+            tmp,
+            metadata={"backbone_sha256": summary["backbone_sha256"]},
+        )
+    write_json(out_file.with_suffix(".json"), stats)
+    return stats

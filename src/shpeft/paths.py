@@ -19,6 +19,14 @@ def importance_dir(dataset: str) -> Path:
     return RESULTS / "importance" / dataset
 
 
+def mask_file(dataset: str, variant: str) -> Path:
+    return RESULTS / "masks" / dataset / f"{variant}.safetensors"
+
+
+def mask_stats(dataset: str, variant: str) -> Path:
+    return mask_file(dataset, variant).with_suffix(".json")
+
+
 def run_dir(dataset: str, method: str, seed: int | str) -> Path:
     return RESULTS / "runs" / dataset / method / f"seed{seed}"
 

@@ -17,6 +17,7 @@ wildcard_constraints:
     dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
     method="[A-Za-z0-9][A-Za-z0-9_-]*",
     seed="[0-9]+",
+    variant="[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 # Commands read the same layered params as this workflow: params.yaml, then each --configfile.
@@ -42,6 +43,18 @@ def log_path(step, *names):
 
 def importance_dirs():
     return [str(paths.importance_dir(d)) for d in config["grid"]["datasets"]]
+
+
+def mask_files():
+    return [
+        str(paths.mask_file(d, v))
+        for d in config["grid"]["datasets"]
+        for v in config.get("masks", {})
+    ]
+
+
+def mask_params(wildcards):
+    return config["masks"][wildcards.variant]
 
 
 def run_dirs():
