@@ -108,3 +108,25 @@ def test_dataclass_defaults_are_valid_values():
     params["backbone"] = dataclasses.asdict(BackboneConfig())
     params["score"] = dataclasses.asdict(ScoreConfig())
     validate(params)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["grid"]["methods"].append("sh-peft"), "'sh-peft' trains on a mask"),
+        (
+            lambda c: c["grid"]["sparse_methods"].append("linear"),
+            "key 'grid.sparse_methods': 'linear' has no mask",
+        ),
+        (
+            lambda c: c["methods"]["sh-peft"].update(mask="nomask"),
+            "key 'methods.sh-peft.mask': no mask variant 'nomask'",
+        ),
+        (lambda c: c["methods"]["sh-peft"].pop("mask"), "'mask' is a required key"),
+    ],
+)
+def test_sparse_methods_are_checked(params, mutate, expected):
+    config = copy.deepcopy(params)
+    mutate(config)
+    with pytest.raises(ShpeftError, match=expected):
+        validate(config, "params.yaml")

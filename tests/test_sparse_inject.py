@@ -77,7 +77,7 @@ def test_delta_for_another_backbone_is_refused(tmp_path):
     model = _vit()
     inject(model, _selection(model))
     save_delta(tmp_path / "d.safetensors", model, {}, "aaa")
-    with pytest.raises(ShpeftError, match="trained on backbone aaa, not on this one"):
+    with pytest.raises(ShpeftError, match="made for backbone aaa, not for this one"):
         load_delta(tmp_path / "d.safetensors", _vit(), "bbb")
 
 
@@ -97,3 +97,26 @@ def test_vit_b16_delta_at_1e4_is_under_one_megabyte(tmp_path):
     }
     save_file(tensors, tmp_path / "d.safetensors", metadata={"backbone_sha256": "x"})
     assert (tmp_path / "d.safetensors").stat().st_size < 1_000_000
+
+
+def test_backprop_stopping_below_the_lowest_entry_gives_the_same_gradients():
+    """Entries only in the last block: autograd never enters block 0, yet gradients are exact."""
+    x = torch.randn(2, 3, 16, 16)
+    grads = []
+    for run_fully in (False, True):
+        model = _vit()
+        layers = inject(model, {"blocks.1.mlp.fc1.weight": np.array([3, 40, 41, 500])})
+        for param in model.parameters():
+            param.requires_grad_(False)
+        layer = layers["blocks.1.mlp.fc1.weight"]
+        layer.values.requires_grad_(True)
+        entered: list[int] = []
+        model.blocks[0].register_full_backward_pre_hook(lambda *_, seen=entered: seen.append(1))
+        if run_fully:  # make the input of block 0 require grad, so backprop runs through it
+            model.blocks[0].register_forward_pre_hook(
+                lambda _, args: (args[0].detach().requires_grad_(),)
+            )
+        model(x).logsumexp(1).sum().backward()
+        assert bool(entered) == run_fully
+        grads.append(layer.values.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)

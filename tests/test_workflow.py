@@ -57,7 +57,8 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     snakemake()
     summary = pd.read_csv("results/tables/summary.csv")
     runs = summary[~summary["seed"].isin(["mean", "std"])]
-    assert len(runs) == 4 and set(runs["method"]) == {"full", "linear"}
+    assert len(runs) == 6 and set(runs["method"]) == {"full", "linear", "sh-peft"}
+    assert (project / "results/runs/tiny_us/sh-peft/seed0/delta.safetensors").is_file()
     for name in ("accuracy_by_method.png", "training_curves.png"):
         assert (project / "results" / "figures" / name).stat().st_size > 1000
     assert (project / "mlflow.db").is_file()
@@ -67,20 +68,31 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     # An overlay that only narrows the grid reruns the tables, not the backbone or any run.
     (project / "narrow.yaml").write_text("grid: {datasets: [tiny_us]}\n")
     assert planned_jobs("--configfile", "narrow.yaml") == {"aggregate": 1, "figures": 1, "all": 1}
+    # A change to the hybrid mask reruns its masks and the runs trained on it, nothing else.
+    (project / "budget.yaml").write_text("masks: {hybrid: {budget: 0.003}}\n")
+    assert planned_jobs("--configfile", "budget.yaml") == {
+        "mask": 2,
+        "finetune": 2,
+        "aggregate": 1,
+        "figures": 1,
+        "all": 1,
+    }
     # A learning-rate change reruns exactly the finetune jobs and what follows them.
     use_tiny_params(project, lr=0.01)
-    assert planned_jobs() == {"finetune": 4, "aggregate": 1, "figures": 1, "all": 1}
+    assert planned_jobs() == {"finetune": 6, "aggregate": 1, "figures": 1, "all": 1}
     changed = set(re.findall(r"^(\S+):", sh("dvc", "status").stdout, re.M))
+    datasets = ("tiny_us", "tiny_derm")
     assert changed == {
-        f"finetune@{d}-{m}-0" for d in ("tiny_us", "tiny_derm") for m in ("full", "linear")
+        *(f"finetune@{d}-{m}-0" for d in datasets for m in ("full", "linear")),
+        *(f"finetune-sparse@{d}-sh-peft-0" for d in datasets),
     }
 
 
 def test_dvc_repro_runs_the_pipeline(project):
     use_tiny_params(project)
     sh("dvc", "repro")
-    # Four runs, then a mean and a std row for each of the four dataset x method pairs.
-    assert len(pd.read_csv("results/tables/summary.csv")) == 4 + 2 * 4
+    # Six runs, then a mean and a std row for each of the six dataset x method pairs.
+    assert len(pd.read_csv("results/tables/summary.csv")) == 6 + 2 * 6
     assert "up to date" in sh("dvc", "status").stdout
     assert (project / "results" / "metrics.json").is_file()
 

@@ -11,6 +11,7 @@ import pandas as pd
 from shpeft import paths
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json, write_json
+from shpeft.params import run_methods
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,7 @@ KEYS = ["dataset", "method"]
 
 
 def grid(params: dict[str, Any]) -> list[tuple[str, str, int]]:
-    g = params["grid"]
-    return list(product(g["datasets"], g["methods"], params["seeds"]))
+    return list(product(params["grid"]["datasets"], run_methods(params), params["seeds"]))
 
 
 def collect_runs(params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -198,6 +198,16 @@ def build_backbone(cfg: BackboneConfig, out_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def check_backbone(path: Path, metadata: dict[str, str] | None, backbone_sha256: str) -> None:
+    """Refuse a file made for another backbone (its metadata records the backbone's sha256)."""
+    recorded = (metadata or {}).get("backbone_sha256")
+    if recorded != backbone_sha256:
+        raise ShpeftError(
+            f"{path}: made for backbone {recorded}, not for this one ({backbone_sha256}); "
+            "rerun the steps that depend on the backbone"
+        )
+
+
 def load_backbone(backbone_dir: str | Path, num_classes: int) -> tuple[torch.nn.Module, dict]:
     """A model with the step's weights and a fresh `num_classes` head; the hash is checked."""
     backbone_dir = Path(backbone_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from shpeft import paths
 from shpeft.errors import ShpeftError
-from shpeft.params import DEFAULT_PARAMS, load_params
+from shpeft.params import DEFAULT_PARAMS, field_names, load_params
 
 log = logging.getLogger("shpeft")
 
@@ -82,7 +82,34 @@ def cmd_finetune(args: argparse.Namespace, params: dict) -> None:
         data_dir=paths.data_dir(args.dataset),
         backbone_dir=paths.backbone_dir(),
         out_dir=paths.run_dir(args.dataset, args.method, args.seed),
+        inputs=paths.method_inputs(args.dataset, params["methods"][args.method]),
     )
+
+
+def cmd_merge(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.export import merge_run
+
+    if args.method not in params["methods"]:
+        raise ShpeftError(f"methods: no method named '{args.method}'")
+    out = merge_run(
+        paths.run_dir(args.dataset, args.method, args.seed),
+        paths.backbone_dir(),
+        params["methods"][args.method],
+        args.out,
+    )
+    print(f"merged model written to {out}")
+
+
+def cmd_bench_train_step(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.bench import TrainStepBench, table, train_step
+
+    options = {name: getattr(args, name) for name in field_names(TrainStepBench)}
+    report = train_step(
+        TrainStepBench(**{k: v for k, v in options.items() if v is not None}), paths.bench_dir()
+    )
+    print(table(report))
+    print(f"k = {report['k']}; sparse step / floor step = {report['sparse_step_vs_floor']:.3f}")
+    print(f"written to {report['file']}")
 
 
 def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
@@ -121,15 +148,19 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     sub = main.add_subparsers(dest="command", required=True)
     commands: dict[str, Command] = {}
 
-    def add(name: str, func: Command, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
-        p.add_argument(
-            "--params",
-            action="append",
-            type=Path,
-            help="params file; repeat to layer files (default: $SHPEFT_PARAMS, else params.yaml)",
-        )
+    def add(
+        name: str, func: Command, help: str, parent=sub, reads_params: bool = True
+    ) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help)
+        if reads_params:
+            p.add_argument(
+                "--params",
+                action="append",
+                type=Path,
+                help="params file; repeat to layer (default: $SHPEFT_PARAMS, else params.yaml)",
+            )
         p.add_argument("--log", type=Path, help="also write the log to this file")
+        p.set_defaults(command=name, reads_params=reads_params)
         commands[name] = func
         return p
 
@@ -145,6 +176,22 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     ft.add_argument("--dataset", required=True)
     ft.add_argument("--method", required=True)
     ft.add_argument("--seed", required=True, type=int)
+    merge = add("merge", cmd_merge, "write a run's tuned model as one dense weights file")
+    merge.add_argument("--dataset", required=True)
+    merge.add_argument("--method", required=True)
+    merge.add_argument("--seed", required=True, type=int)
+    merge.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
+    bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
+    benches = bench.add_subparsers(dest="bench", required=True)
+    step = add("train-step", cmd_bench_train_step, "cost of one training step", benches, False)
+    # Defaults live in shpeft.bench.TrainStepBench (not imported here: it needs torch).
+    for option, kind in (("model", str), ("img-size", int), ("batch-size", int)):
+        step.add_argument(f"--{option}", type=kind)
+    for option, kind in (("threads", int), ("budget", float), ("warmup", int), ("steps", int)):
+        step.add_argument(f"--{option}", type=kind)
+    step.add_argument("--seed", type=int)
+    step.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    step.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
     add("aggregate", cmd_aggregate, "collect runs into tables and DVC metrics")
     add("figures", cmd_figures, "draw the figures")
     add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
@@ -178,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     args = main_parser.parse_args(argv)
     setup_logging(args.log)
     try:
-        params = load_params(args.params or params_from_env() or DEFAULT_PARAMS)
+        params = (
+            load_params(args.params or params_from_env() or DEFAULT_PARAMS)
+            if args.reads_params
+            else {}
+        )
         commands[args.command](args, params)
     except ShpeftError as exc:
         log.error("shpeft %s: %s", args.command, exc)

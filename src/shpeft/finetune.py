@@ -2,7 +2,8 @@
 
 Writes to `results/runs/<dataset>/<method>/seed<seed>/`: `metrics.json` (test, scored once with
 the checkpoint selected on validation), `history.csv` (per epoch), `predictions.csv` (test),
-`config.json` (resolved), `trained.safetensors` (only the trained tensors) and `mlflow.json`.
+`config.json` (resolved), the method's trained part (`trained.safetensors`, or `delta.safetensors`
+for sparse methods) and `mlflow.json`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from safetensors.torch import save_file
 
 from shpeft import __version__
 from shpeft.backbone import load_backbone
@@ -34,8 +34,6 @@ from shpeft.training import (
 )
 
 log = logging.getLogger(__name__)
-
-TRAINED_FILE = "trained.safetensors"
 
 
 def run_name(dataset: str, method: str, seed: int) -> str:
@@ -138,11 +136,7 @@ def finetune(
             predictions_frame(probs, test_labels, data.class_names).to_csv(
                 tmp / "predictions.csv", index=False
             )
-            save_file(
-                method.trained_state(model),
-                tmp / TRAINED_FILE,
-                metadata={"backbone_sha256": backbone_meta["sha256"], "method": method_name},
-            )
+            method.save(model, tmp / method.trained_file, backbone_meta["sha256"])
             write_json(
                 tmp / "mlflow.json",
                 {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id},

@@ -14,6 +14,7 @@ rule within each tensor; `global` ranks all eligible entries together.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from shpeft.backbone import check_backbone
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json, write_json
 
@@ -125,8 +127,8 @@ def overlap(specific: np.ndarray, agnostic: np.ndarray, k: int, total: int) -> d
 def build_mask(importance_dir: str | Path, cfg: MaskConfig, out_file: str | Path) -> dict[str, Any]:
     """The `mask` step: per-tensor positions of the k entries to train, and their statistics.
 
-    Writes `<variant>.safetensors` (one int64 tensor of flat positions per weight name, the
-    backbone's sha256 in the metadata) and `<variant>.json` beside it.
+    Writes `<variant>.safetensors` (one int64 tensor of flat positions per weight name; the
+    backbone's sha256 and the eligible tensors' sizes in the metadata) and `<variant>.json`.
     """
     from shpeft.importance import SCORES_FILE
     from shpeft.sparse.inject import split_flat
@@ -162,7 +164,35 @@ def build_mask(importance_dir: str | Path, cfg: MaskConfig, out_file: str | Path
         save_file(
             {name: torch.from_numpy(positions) for name, positions in selection.items()},
             tmp,
-            metadata={"backbone_sha256": summary["backbone_sha256"]},
+            metadata={
+                "backbone_sha256": summary["backbone_sha256"],
+                "eligible": json.dumps(sizes),
+            },
         )
     write_json(out_file.with_suffix(".json"), stats)
     return stats
+
+
+@dataclass
+class Mask:
+    """A mask file as read back: the selected positions per tensor and what was eligible."""
+
+    selection: dict[str, np.ndarray]
+    #: Eligible tensor names and sizes, in the order flat indices use.
+    eligible: dict[str, int]
+
+    @property
+    def k(self) -> int:
+        return sum(len(positions) for positions in self.selection.values())
+
+
+def load_mask(path: str | Path, backbone_sha256: str) -> Mask:
+    """Read a mask written by `build_mask`, refusing one built for another backbone."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShpeftError(f"{path}: mask file not found (run the mask step first)")
+    with safe_open(str(path), framework="np") as handle:
+        metadata = handle.metadata() or {}
+        check_backbone(path, metadata, backbone_sha256)
+        selection = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    return Mask(selection, json.loads(metadata["eligible"]))

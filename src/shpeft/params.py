@@ -81,14 +81,44 @@ def validate(config: Mapping[str, Any], origin: str = "params") -> None:
         while error.context:
             error = max(error.context, key=lambda e: len(e.absolute_path))
         raise ShpeftError(f"{origin}: key '{_key_path(error)}': {_describe(error)}")
-    for section in ("datasets", "methods"):
-        for name in config["grid"][section]:
+    grid = config["grid"]
+    sections = (("datasets", "datasets"), ("methods", "methods"), ("sparse_methods", "methods"))
+    for key, section in sections:
+        for name in grid.get(key, []):
             if name not in config[section]:
                 defined = ", ".join(sorted(config[section])) or "none"
                 raise ShpeftError(
-                    f"{origin}: key 'grid.{section}': '{name}' is not defined under '{section}' "
+                    f"{origin}: key 'grid.{key}': '{name}' is not defined under '{section}' "
                     f"(defined: {defined})"
                 )
+    _check_sparse_methods(config, origin)
+
+
+def _check_sparse_methods(config: Mapping[str, Any], origin: str) -> None:
+    """Methods with a mask are listed under grid.sparse_methods, and their mask variant exists."""
+    grid, methods = config["grid"], config["methods"]
+    for name in grid["methods"]:
+        if "mask" in methods[name]:
+            raise ShpeftError(
+                f"{origin}: key 'grid.methods': '{name}' trains on a mask; "
+                "list it under grid.sparse_methods"
+            )
+    for name in grid.get("sparse_methods", []):
+        if name in grid["methods"] or "mask" not in methods[name]:
+            raise ShpeftError(
+                f"{origin}: key 'grid.sparse_methods': '{name}' has no mask or is also listed "
+                "under grid.methods"
+            )
+        variant = methods[name]["mask"]
+        if variant not in config.get("masks", {}):
+            raise ShpeftError(
+                f"{origin}: key 'methods.{name}.mask': no mask variant '{variant}' under 'masks'"
+            )
+
+
+def run_methods(config: Mapping[str, Any]) -> list[str]:
+    """Every method of the grid: the plain ones, then the sparse ones."""
+    return [*config["grid"]["methods"], *config["grid"].get("sparse_methods", [])]
 
 
 def load_params(files: Sequence[str | Path] = DEFAULT_PARAMS) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path("results")
 
@@ -25,6 +26,11 @@ def mask_file(dataset: str, variant: str) -> Path:
 
 def mask_stats(dataset: str, variant: str) -> Path:
     return mask_file(dataset, variant).with_suffix(".json")
+
+
+def method_inputs(dataset: str, method: dict[str, Any]) -> dict[str, Path]:
+    """Files a method reads besides the data and the backbone: a sparse method's mask."""
+    return {"mask": mask_file(dataset, method["mask"])} if "mask" in method else {}
 
 
 def run_dir(dataset: str, method: str, seed: int | str) -> Path:
@@ -53,6 +59,10 @@ def summary_md() -> Path:
 
 def curves_csv() -> Path:
     return tables_dir() / "curves.csv"
+
+
+def bench_dir() -> Path:
+    return RESULTS / "bench"
 
 
 def log_file(step: str, *names: str) -> Path:

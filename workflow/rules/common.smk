@@ -4,7 +4,7 @@ from itertools import product
 
 from shpeft import paths
 from shpeft.errors import ShpeftError
-from shpeft.params import validate
+from shpeft.params import run_methods, validate
 
 try:
     validate(config, origin="config (params.yaml + --configfile)")
@@ -32,9 +32,7 @@ envvars:
 
 
 CONDA_ENV = "../../environment.yml"
-GRID = list(
-    product(config["grid"]["datasets"], config["grid"]["methods"], config["seeds"])
-)
+GRID = list(product(config["grid"]["datasets"], run_methods(config), config["seeds"]))
 
 
 def log_path(step, *names):
@@ -67,6 +65,15 @@ def dataset_params(wildcards):
 
 def method_params(wildcards):
     return config["methods"][wildcards.method]
+
+
+def finetune_inputs(wildcards):
+    """Data and backbone, and a sparse method's mask."""
+    return {
+        "data": paths.data_dir(wildcards.dataset),
+        "backbone": paths.backbone_dir(),
+        **paths.method_inputs(wildcards.dataset, method_params(wildcards)),
+    }
 
 
 onstart:

@@ -1,7 +1,6 @@
 rule finetune:
     input:
-        data=paths.data_dir("{dataset}"),
-        backbone=paths.backbone_dir(),
+        unpack(finetune_inputs),
     output:
         directory(paths.run_dir("{dataset}", "{method}", "{seed}")),
     log:

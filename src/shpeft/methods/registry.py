@@ -2,8 +2,8 @@
 
 A method is one module with a config dataclass (subclassing `MethodConfig`, every field documented)
 and a `Method` subclass registered with `@register_method(kind)`. `apply` turns a backbone with a
-fresh head into a model whose trainable parameters are exactly the method's; `trained_state`
-returns only what was trained (saved by the finetune step), `load_trained_state` puts it back.
+fresh head into a model whose trainable parameters are exactly the method's; `save` writes only
+what was trained (with the backbone's sha256), `load` puts it back onto a fresh backbone.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
+from shpeft.backbone import check_backbone
 from shpeft.errors import ShpeftError
 from shpeft.params import build
 
-_MODULES = ("full", "linear")
+_MODULES = ("full", "linear", "sparse")
 
 
 @dataclass
@@ -52,6 +55,8 @@ def head_names(model: nn.Module) -> set[str]:
 
 class Method:
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+    #: The file, in the run's directory, that holds what the method trained.
+    trained_file: ClassVar[str] = "trained.safetensors"
 
     def __init__(self, cfg: MethodConfig) -> None:
         self.cfg = cfg
@@ -75,6 +80,19 @@ class Method:
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
+
+    def save(self, model: nn.Module, path: Path, backbone_sha256: str) -> None:
+        """Write what was trained, tagged with the backbone it was trained on."""
+        metadata = {"backbone_sha256": backbone_sha256, "kind": self.cfg.kind}
+        save_file(self.trained_state(model), path, metadata=metadata)
+
+    def load(self, model: nn.Module, path: Path, backbone_sha256: str) -> nn.Module:
+        """Put what `save` wrote back onto `model` (a fresh backbone with the same hash)."""
+        with safe_open(str(path), framework="pt") as handle:
+            check_backbone(path, handle.metadata(), backbone_sha256)
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        self.load_trained_state(model, state)
+        return model
 
     def count(self, model: nn.Module) -> dict[str, int]:
         """Trainable parameter counts: backbone and head apart."""

@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from shpeft.backbone import check_backbone
 from shpeft.errors import ShpeftError
 from shpeft.sparse.delta import SparseDeltaLinear
 
@@ -92,12 +93,7 @@ def save_delta(
 def load_delta(path: str | Path, model: nn.Module, backbone_sha256: str) -> dict[str, torch.Tensor]:
     """Inject and fill the deltas of `path` into `model`; return the head tensors."""
     with safe_open(str(path), framework="pt") as handle:
-        recorded = (handle.metadata() or {}).get("backbone_sha256")
-        if recorded != backbone_sha256:
-            raise ShpeftError(
-                f"{path}: delta was trained on backbone {recorded}, "
-                f"not on this one ({backbone_sha256})"
-            )
+        check_backbone(path, handle.metadata(), backbone_sha256)
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     selection = {
         key.removesuffix(".indices"): value.numpy()

@@ -1,0 +1,78 @@
+"""SH-PEFT and its ablations: the entries of a mask train as sparse deltas, plus the head.
+
+`sh-peft` trains the entries of a mask variant built by the `mask` step (the hybrid one by default;
+the task-specific-only and task-agnostic-only variants give the ablations). `sparse-random` trains
+as many entries as that mask holds, at positions drawn by the run's seed among the same eligible
+tensors. Every other backbone weight stays bitwise unchanged; what is saved is `delta.safetensors`
+(per-tensor positions and values, and the head), tagged with the backbone's sha256.
+
+Backpropagation stops by itself below the lowest block that holds a trainable entry: nothing there
+requires a gradient, so autograd records no graph and keeps no activations for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from shpeft.errors import ShpeftError
+from shpeft.masks import Mask, load_mask, random_selection
+from shpeft.methods.registry import (
+    Method,
+    MethodConfig,
+    RunContext,
+    freeze,
+    head_names,
+    register_method,
+    unfreeze_head,
+)
+from shpeft.sparse.inject import Selection, inject, load_delta, save_delta, split_flat
+
+
+@dataclass
+class SparseConfig(MethodConfig):
+    #: The mask variant (a key of `masks`) whose entries train, read from
+    #: `results/masks/<dataset>/<mask>.safetensors`.
+    mask: str = "hybrid"
+
+
+@register_method("sh-peft")
+class SparseMask(Method):
+    config_cls = SparseConfig
+    trained_file = "delta.safetensors"
+
+    def selection(self, ctx: RunContext) -> Selection:
+        return self.read_mask(ctx).selection
+
+    def read_mask(self, ctx: RunContext) -> Mask:
+        if "mask" not in ctx.inputs:
+            raise ShpeftError(f"method kind '{self.cfg.kind}' needs its mask file as an input")
+        return load_mask(ctx.inputs["mask"], ctx.backbone_meta["sha256"])
+
+    def apply(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        freeze(model)
+        for layer in inject(model, self.selection(ctx)).values():
+            layer.values.requires_grad_(True)
+        unfreeze_head(model)
+        return model
+
+    def save(self, model: nn.Module, path: Path, backbone_sha256: str) -> None:
+        head = {n: p for n, p in model.named_parameters() if n in head_names(model)}
+        save_delta(path, model, head, backbone_sha256)
+
+    def load(self, model: nn.Module, path: Path, backbone_sha256: str) -> nn.Module:
+        head = load_delta(path, model, backbone_sha256)
+        self.load_trained_state(model, head)
+        return model
+
+
+@register_method("sparse-random")
+class SparseRandom(SparseMask):
+    """The ablation without importance: the mask's budget, positions drawn by the run's seed."""
+
+    def selection(self, ctx: RunContext) -> Selection:
+        mask = self.read_mask(ctx)
+        drawn = random_selection(sum(mask.eligible.values()), mask.k, ctx.seed)
+        return split_flat(drawn, mask.eligible)

@@ -1,0 +1,27 @@
+"""The train-step benchmark runs every variant and reports what each trains and keeps."""
+
+from __future__ import annotations
+
+import json
+
+from shpeft.bench import VARIANTS, TrainStepBench, table, train_step
+
+
+def test_train_step_reports_every_variant(tmp_path):
+    cfg = TrainStepBench(
+        model="vit_tiny_patch16_224", img_size=32, batch_size=4, warmup=1, steps=1, budget=1e-3
+    )
+    report = train_step(cfg, tmp_path)
+    rows = {row["variant"]: row for row in report["variants"]}
+    assert list(rows) == list(VARIANTS)
+    head = rows["linear"]["trainable"]
+    assert head == 192 * 10 + 10
+    assert rows["sparse"]["trainable"] == report["k"] + head
+    assert rows["floor"]["trainable"] == head
+    assert rows["full"]["step_vs_full"] == 1.0
+    # AdamW keeps two moments per trained value: state is O(k) for the sparse engine.
+    assert rows["sparse"]["optimizer_state_bytes"] == 2 * 4 * (report["k"] + head)
+    state = {name: row["optimizer_state_bytes"] for name, row in rows.items()}
+    assert state["dense-mask"] > 100 * state["sparse"]
+    assert json.loads((tmp_path / report["file"].split("/")[-1]).read_text())["k"] == report["k"]
+    assert "| sparse |" in table(report)

@@ -1,0 +1,152 @@
+"""SH-PEFT and its ablations trained for real: only mask entries change, deltas reload and merge."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from shpeft import paths
+from shpeft.backbone import BackboneConfig, build_backbone
+from shpeft.cli import main
+from shpeft.data.prepare import prepare
+from shpeft.data.prepared import PreparedDataset
+from shpeft.errors import ShpeftError
+from shpeft.export import load_merged, load_run, merge_run
+from shpeft.finetune import finetune
+from shpeft.importance import ScoreConfig, score_dataset
+from shpeft.masks import MaskConfig, build_mask, load_mask
+from shpeft.params import build
+from shpeft.sparse.inject import merge
+from shpeft.training import AugmentConfig, Preprocess
+
+K = 60
+
+
+@pytest.fixture
+def masked(in_tmp, tiny_params):
+    """A tiny dataset, a random tiny backbone, its scores and a hybrid mask of K entries."""
+    params = copy.deepcopy(tiny_params)
+    params["backbone"]["weights"] = "none"
+    params["finetune"]["lr"] = 0.05
+    prepare("tiny_us", params["datasets"]["tiny_us"], paths.data_dir("tiny_us"))
+    build_backbone(build(BackboneConfig, params["backbone"]), paths.backbone_dir())
+    score_dataset(
+        paths.data_dir("tiny_us"),
+        paths.backbone_dir(),
+        ScoreConfig(batches=2, batch_size=16, probe_epochs=1),
+        paths.importance_dir("tiny_us"),
+    )
+    build_mask(
+        paths.importance_dir("tiny_us"),
+        MaskConfig(budget_count=K),
+        paths.mask_file("tiny_us", "hybrid"),
+    )
+    return params
+
+
+def _train(params, method, seed=0):
+    return finetune(
+        "tiny_us",
+        method,
+        seed,
+        params,
+        paths.data_dir("tiny_us"),
+        paths.backbone_dir(),
+        paths.run_dir("tiny_us", method, seed),
+        inputs=paths.method_inputs("tiny_us", params["methods"][method]),
+    )
+
+
+def _flat_changes(model, backbone_state):
+    """Per weight name, the flat positions where the tuned model differs from the backbone."""
+    tuned = {k: v for k, v in model.state_dict().items() if k in backbone_state}
+    return {
+        name: torch.nonzero((tuned[name] != value).flatten()).flatten().numpy()
+        for name, value in backbone_state.items()
+        if name in tuned
+    }
+
+
+def test_sh_peft_changes_only_mask_entries_and_saves_a_small_delta(masked):
+    metrics = _train(masked, "sh-peft")
+    run = paths.run_dir("tiny_us", "sh-peft", 0)
+    assert metrics["trainable_backbone"] == K and metrics["trainable_head"] == 32 * 3 + 3
+    delta = load_file(run / "delta.safetensors")
+    assert sum(v.numel() for k, v in delta.items() if k.endswith(".values")) == K
+    model, meta = load_run(run, paths.backbone_dir(), masked["methods"]["sh-peft"])
+    merge(model)
+    backbone = load_file(paths.backbone_dir() / "backbone.safetensors")
+    mask = load_mask(paths.mask_file("tiny_us", "hybrid"), meta["sha256"])
+    changed = _flat_changes(model, backbone)
+    for name, positions in changed.items():
+        allowed = mask.selection.get(name, np.array([], dtype=np.int64))
+        assert np.isin(positions, allowed).all(), name  # unselected weights bitwise unchanged
+    assert sum(len(p) for p in changed.values()) > K // 2  # and the selected ones did train
+
+
+def test_reloaded_and_merged_models_reproduce_the_run(masked, in_tmp):
+    _train(masked, "sh-peft")
+    run = paths.run_dir("tiny_us", "sh-peft", 0)
+    model, _ = load_run(run, paths.backbone_dir(), masked["methods"]["sh-peft"])
+    data = PreparedDataset.load(paths.data_dir("tiny_us"))
+    images, labels = data.part("test")
+    prep = Preprocess(model, AugmentConfig())
+    x = prep(torch.from_numpy(images))
+    with torch.no_grad():
+        tuned = model(x)
+    predicted = np.loadtxt(run / "predictions.csv", delimiter=",", skiprows=1, usecols=2)
+    assert np.array_equal(tuned.argmax(1).numpy(), predicted)
+    argv = ["merge", "--dataset", "tiny_us", "--method", "sh-peft", "--seed", "0"]
+    params_file = in_tmp / "p.yaml"
+    params_file.write_text(yaml.safe_dump(masked))
+    assert main([*argv, "--out", "merged.safetensors", "--params", str(params_file)]) == 0
+    merged = load_merged(in_tmp / "merged.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), tuned, atol=1e-5, rtol=0)
+    # The same through the library call, for a dense method too.
+    _train(masked, "linear")
+    linear_run = paths.run_dir("tiny_us", "linear", 0)
+    out = merge_run(linear_run, paths.backbone_dir(), masked["methods"]["linear"], "lin.st")
+    linear, _ = load_run(linear_run, paths.backbone_dir(), masked["methods"]["linear"])
+    with torch.no_grad():
+        torch.testing.assert_close(load_merged(out)(x), linear(x), atol=1e-5, rtol=0)
+
+
+def test_sparse_random_draws_the_same_budget_by_seed(masked):
+    first = _train(masked, "sparse-random", seed=0)
+    assert first["trainable_backbone"] == K
+    positions = {}
+    for seed in (0, 1):
+        if seed:
+            _train(masked, "sparse-random", seed=seed)
+        delta = load_file(paths.run_dir("tiny_us", "sparse-random", seed) / "delta.safetensors")
+        positions[seed] = {k: v for k, v in delta.items() if k.endswith(".indices")}
+    hybrid = load_file(paths.mask_file("tiny_us", "hybrid"))
+    assert positions[0].keys() != hybrid.keys() or any(
+        not torch.equal(positions[0][f"{k}.indices"], v) for k, v in hybrid.items()
+    )
+    assert any(
+        k not in positions[1] or not torch.equal(v, positions[1][k])
+        for k, v in positions[0].items()
+    )
+
+
+def test_a_mask_of_another_backbone_is_refused(masked):
+    other = copy.deepcopy(masked["backbone"])
+    other["pretrain"]["seed"] = 7  # another random initialisation, another sha256
+    build_backbone(build(BackboneConfig, other), paths.backbone_dir())
+    with pytest.raises(ShpeftError, match="hybrid.safetensors: made for backbone .* not for this"):
+        _train(masked, "sh-peft")
+    assert not paths.run_dir("tiny_us", "sh-peft", 0).exists()
+
+
+def test_a_missing_mask_is_reported(masked):
+    params = copy.deepcopy(masked)
+    params["methods"]["sh-peft"]["mask"] = "taskagnostic"
+    with pytest.raises(ShpeftError, match="taskagnostic.safetensors: mask file not found"):
+        _train(params, "sh-peft")
