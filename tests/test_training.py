@@ -93,6 +93,33 @@ def test_metrics_known_answers():
     assert three["macro_f1"] == 1.0 and three["auc"] == 1.0
 
 
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_metrics_agree_with_scikit_learn(n_classes):
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(n_classes)
+    labels = np.concatenate([np.arange(n_classes), rng.integers(0, n_classes, 200)])
+    logits = rng.normal(size=(len(labels), n_classes)) + 1.5 * np.eye(n_classes)[labels]
+    logits[:20] = np.round(logits[:20])  # ties in the scores
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    ours = classification_metrics(labels, probs)
+    classes = np.arange(n_classes)
+    predicted = probs.argmax(1)
+    auc = (
+        sk.roc_auc_score(labels, probs[:, 1])
+        if n_classes == 2
+        else sk.roc_auc_score(labels, probs, multi_class="ovr", labels=classes)
+    )
+    expected = {
+        "accuracy": sk.accuracy_score(labels, predicted),
+        "balanced_accuracy": sk.balanced_accuracy_score(labels, predicted),
+        "macro_f1": sk.f1_score(labels, predicted, average="macro", labels=classes),
+        "auc": auc,
+        "loss": sk.log_loss(labels, probs, labels=classes),
+    }
+    assert ours == pytest.approx(expected, abs=1e-12)
+
+
 def test_tracking_store_and_artifacts_stay_in_the_project(ready, in_tmp):
     import mlflow
 

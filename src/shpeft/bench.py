@@ -134,10 +134,10 @@ def _floor(model: nn.Module) -> None:
 
 
 def prepare_variant(
-    name: str, base: nn.Module, selection: dict[str, np.ndarray]
+    name: str, base: nn.Module, selection: dict[str, np.ndarray], device: torch.device
 ) -> tuple[nn.Module, Callable[[], None] | None]:
-    """A copy of `base` set up for one variant, and the hook to run between backward and step."""
-    model = copy.deepcopy(base)
+    """A copy of `base` on `device`, set up for one variant, and the hook to run before `step`."""
+    model = copy.deepcopy(base).to(device)
     after_backward = None
     if name == "full":
         model.requires_grad_(True)
@@ -212,8 +212,8 @@ def warm_up(
     during the warm-up steps: gradients, optimizer state and activations.
     """
     _release_freed_memory()
-    model, after_backward = prepare_variant(name, base, selection)
-    model.to(device).train()
+    model, after_backward = prepare_variant(name, base, selection, device)
+    model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     trainer = _Trainer(name, model, optimizer, after_backward, batch, cfg.bf16)

@@ -22,18 +22,22 @@ class _SparseDeltaLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, values, rows, cols, used_cols, inverse):
         out = F.linear(x, weight, bias)
-        kept = x[..., used_cols]  # only the input columns that hold a selected entry
-        out.index_add_(-1, rows, kept[..., inverse] * values)
+        # index_select rather than x[..., idx]: on CPU, advanced indexing along the last dimension
+        # costs about half a dense product here; index_select a tenth of that.
+        kept = x.index_select(-1, used_cols)  # only the input columns that hold an entry
+        out.index_add_(-1, rows, kept.index_select(-1, inverse) * values)
         ctx.save_for_backward(kept, weight, values, rows, cols, inverse)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         kept, weight, values, rows, cols, inverse = ctx.saved_tensors
-        grad_rows = grad_out[..., rows]  # (..., k)
+        grad_rows = grad_out.index_select(-1, rows)  # (..., k)
         grad_x = grad_values = None
         if ctx.needs_input_grad[3]:
-            grad_values = (grad_rows * kept[..., inverse]).reshape(-1, len(values)).sum(0)
+            grad_values = (
+                (grad_rows * kept.index_select(-1, inverse)).reshape(-1, len(values)).sum(0)
+            )
         if ctx.needs_input_grad[0]:
             grad_x = grad_out @ weight.to(grad_out.dtype)
             grad_x.index_add_(-1, cols, grad_rows * values.to(grad_out.dtype))
@@ -53,12 +57,14 @@ class SparseDeltaLinear(nn.Module):
         self.base = base
         for param in base.parameters():
             param.requires_grad_(False)
+        device = base.weight.device
+        rows, cols = rows.long().to(device), cols.long().to(device)
         used_cols, inverse = torch.unique(cols, return_inverse=True)
-        self.register_buffer("rows", rows.long().clone())
-        self.register_buffer("cols", cols.long().clone())
+        self.register_buffer("rows", rows.clone())
+        self.register_buffer("cols", cols.clone())
         self.register_buffer("used_cols", used_cols)
         self.register_buffer("inverse", inverse)
-        self.values = nn.Parameter(torch.zeros(len(rows), dtype=base.weight.dtype))
+        self.values = nn.Parameter(torch.zeros(len(rows), dtype=base.weight.dtype, device=device))
 
     def merged_weight(self) -> torch.Tensor:
         """The effective dense weight W + D, for merging into a plain Linear and for checks."""
