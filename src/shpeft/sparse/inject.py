@@ -19,6 +19,7 @@ from torch import nn
 from shpeft.backbone import check_backbone
 from shpeft.errors import ShpeftError
 from shpeft.sparse.delta import SparseDeltaLinear
+from shpeft.surgery import parent_of
 
 Selection = dict[str, np.ndarray]
 
@@ -35,9 +36,7 @@ def split_flat(flat: np.ndarray, sizes: dict[str, int]) -> Selection:
 
 
 def _parent(model: nn.Module, weight_name: str) -> tuple[nn.Module, str]:
-    path = weight_name.removesuffix(".weight").split(".")
-    parent = model.get_submodule(".".join(path[:-1])) if len(path) > 1 else model
-    return parent, path[-1]
+    return parent_of(model, weight_name.removesuffix(".weight"))
 
 
 def inject(model: nn.Module, selection: Selection) -> dict[str, SparseDeltaLinear]:

@@ -1,0 +1,51 @@
+"""Finding a backbone's modules by name patterns and swapping them in place.
+
+The one place where methods change a backbone's structure: LoRA, adapters, SSF and the sparse
+engine all pick their targets with glob patterns over module names (`blocks.*.attn.qkv`) and
+replace a module by a wrapper around it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+
+from torch import nn
+
+from shpeft.errors import ShpeftError
+
+
+def match_modules(
+    model: nn.Module,
+    patterns: Sequence[str],
+    kinds: type | tuple[type, ...],
+    option: str,
+) -> dict[str, nn.Module]:
+    """Modules whose names match any pattern, in the model's order; all must be of `kinds`.
+
+    `option` names the params key the patterns came from, for the message when none matches or
+    a match is of the wrong kind.
+    """
+    chosen = {
+        name: module
+        for name, module in model.named_modules()
+        if name and any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    }
+    if not chosen:
+        raise ShpeftError(f"{option}: no module of the backbone matches {list(patterns)}")
+    wrong = [name for name, module in chosen.items() if not isinstance(module, kinds)]
+    if wrong:
+        expected = kinds.__name__ if isinstance(kinds, type) else "/".join(k.__name__ for k in kinds)
+        raise ShpeftError(f"{option}: {wrong[:3]} matched, but they are not {expected} modules")
+    return chosen
+
+
+def parent_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The module holding `name` (a module name) and the attribute it is held under."""
+    path = name.split(".")
+    return (model.get_submodule(".".join(path[:-1])) if len(path) > 1 else model), path[-1]
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, attr = parent_of(model, name)
+    setattr(parent, attr, new)
