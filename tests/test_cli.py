@@ -13,8 +13,8 @@ from shpeft.cli import main
     [
         (["prepare", "--dataset", "nope"], "datasets: no dataset named 'nope'"),
         (
-            ["finetune", "--dataset", "tiny_us", "--method", "lora", "--seed", "0"],
-            "methods: no method named 'lora'",
+            ["finetune", "--dataset", "tiny_us", "--method", "dora", "--seed", "0"],
+            "methods: no method named 'dora'",
         ),
         (
             ["prepare", "--dataset", "tiny_us", "--params", "missing.yaml"],

@@ -108,11 +108,13 @@ def test_score_step_keeps_top_m_per_criterion(tmp_path):
     with safe_open(str(tmp_path / "out" / SCORES_FILE), framework="pt") as handle:
         keys = set(handle.keys())
         assert handle.get_tensor("grad_l2.indices").shape == (500,)
+        rows = 2 * (3 * 32 + 32 + 4 * 32 + 32)  # qkv, proj, fc1, fc2 rows of each block
+        assert handle.get_tensor("grad_l1.per_row").shape == (rows, cfg.per_row)
         scores = handle.get_tensor("taylor_l1.scores")
     assert keys == {
         f"{c}.{p}"
         for c in ("taylor_l1", "taylor_l2", "grad_l1", "grad_l2", "magnitude_l1", "magnitude_l2")
-        for p in ("indices", "scores")
+        for p in ("indices", "scores", "per_row")
     }
     assert torch.all(scores[:-1] >= scores[1:])
     again = score_dataset(tmp_path / "data", tmp_path / "backbone", cfg, tmp_path / "again")
@@ -132,3 +134,13 @@ def test_scoring_real_breastmnist_on_cpu(tmp_path):
     summary = score_dataset(tmp_path / "data", _backbone(tmp_path), ScoreConfig(), tmp_path / "o")
     assert len(summary["layers"]) == 8
     assert all(v["taylor_l1"]["sum"] > 0 for v in summary["layers"].values())
+
+
+def test_top_per_row_picks_each_neurons_best_inputs():
+    from shpeft.importance import top_per_row
+
+    params = {"a": torch.zeros(2, 3), "b": torch.zeros(1, 4)}
+    scores = torch.tensor([1.0, 5.0, 3.0, 9.0, 2.0, 4.0, 0.0, 7.0, 6.0, 8.0])
+    # a: rows [1,5,3] and [9,2,4]; b (offset 6): row [0,7,6,8]; k is capped at 3 columns.
+    assert top_per_row(scores, params, 2).tolist() == [[1, 2], [3, 5], [9, 7]]
+    assert top_per_row(scores, params, 9).shape == (3, 3)

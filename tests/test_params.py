@@ -60,6 +60,9 @@ def test_deep_merge_does_not_modify_inputs():
         (lambda c: c.pop("finetune"), "'finetune' is a required key"),
         (lambda c: c["masks"]["hybrid"].update(rho=1.5), "key 'masks.hybrid.rho'"),
         (lambda c: c["masks"]["hybrid"].update(budget=0), "key 'masks.hybrid.budget'"),
+        (lambda c: c["methods"]["lora"].update(rank=0), "key 'methods.lora.rank'"),
+        (lambda c: c["methods"]["vpt-deep"].update(length=0), "key 'methods.vpt-deep.length'"),
+        (lambda c: c["methods"]["ssf"].update(rank=4), "key 'methods.ssf': unknown key(s) 'rank'"),
     ],
 )
 def test_bad_params_name_the_key(params, mutate, expected):
@@ -90,6 +93,12 @@ def test_schema_matches_dataclasses():
     for name, source in sources().items():
         assert _schema_keys(schema, f"source_{name}") == field_names(source.config_cls), name
     assert set(schema["$defs"]["method"]["properties"]["kind"]["enum"]) == set(methods())
+    for branch in schema["$defs"]["method"]["allOf"]:
+        kinds = branch["if"]["properties"]["kind"]
+        definition = branch["then"]["$ref"].split("/")[-1]
+        for kind in kinds.get("enum", [kinds.get("const")]):
+            config_cls = methods()[kind].config_cls
+            assert _schema_keys(schema, definition) == field_names(config_cls), kind
     assert _schema_keys(schema, "finetune") == field_names(FinetuneConfig)
     augment = schema["$defs"]["finetune"]["properties"]["augment"]["properties"]
     assert set(augment) == field_names(AugmentConfig)

@@ -35,7 +35,7 @@ from torch import nn
 from shpeft.fileio import write_json
 from shpeft.importance import DEFAULT_ELIGIBLE, eligible_parameters
 from shpeft.masks import random_selection
-from shpeft.methods.registry import freeze, unfreeze_head
+from shpeft.methods.registry import RunContext, create_method, freeze, unfreeze_head
 from shpeft.sparse.inject import inject, split_flat
 
 VARIANTS = ("full", "dense-mask", "sparse", "lora-r8", "floor", "linear")
@@ -115,17 +115,6 @@ def _dense_mask(model: nn.Module, selection: dict[str, np.ndarray]) -> Callable[
     return zero_unselected
 
 
-def _lora(model: nn.Module, rank: int = 8) -> nn.Module:
-    from peft import LoraConfig, inject_adapter_in_model
-
-    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["qkv", "proj", "fc1", "fc2"])
-    model = inject_adapter_in_model(config, model)
-    for name, param in model.named_parameters():
-        param.requires_grad_("lora_" in name)
-    unfreeze_head(model)
-    return model
-
-
 def _floor(model: nn.Module) -> None:
     """Head trainable; the first block's input requires grad, so every block backpropagates."""
     freeze(model)
@@ -139,8 +128,13 @@ def prepare_variant(
     """A copy of `base` on `device`, set up for one variant, and the hook to run before `step`."""
     model = copy.deepcopy(base).to(device)
     after_backward = None
-    if name == "full":
-        model.requires_grad_(True)
+    methods = {
+        "full": {"kind": "full"},
+        "lora-r8": {"kind": "lora", "rank": 8},
+        "linear": {"kind": "linear"},
+    }
+    if name in methods:
+        create_method(methods[name]).apply(model, RunContext("bench", 0, {}))
     elif name == "dense-mask":
         after_backward = _dense_mask(model, selection)
     elif name == "sparse":
@@ -148,13 +142,8 @@ def prepare_variant(
         for layer in inject(model, selection).values():
             layer.values.requires_grad_(True)
         unfreeze_head(model)
-    elif name == "lora-r8":
-        model = _lora(model)
     elif name == "floor":
         _floor(model)
-    elif name == "linear":
-        freeze(model)
-        unfreeze_head(model)
     else:
         raise ValueError(f"unknown variant {name}")
     return model, after_backward

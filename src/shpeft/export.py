@@ -17,7 +17,7 @@ from torch import nn
 from shpeft.backbone import load_backbone
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json
-from shpeft.methods.registry import create_method
+from shpeft.methods.registry import RunContext, create_method
 from shpeft.sparse.inject import merge
 
 
@@ -35,7 +35,7 @@ def load_run(
     if not trained.is_file():
         raise ShpeftError(f"{trained}: not found; was the run trained with another method?")
     model, meta = load_backbone(backbone_dir, len(config["data"]["class_names"]))
-    method.load(model, trained, meta["sha256"])
+    method.load(model, trained, RunContext(config["dataset"], config["seed"], meta))
     return model.eval(), meta
 
 

@@ -6,7 +6,8 @@ those of a random head): first-order Taylor estimates of the loss change when a 
 removed, `sum |g w|` (L1) and `sum (g w)^2` (L2), and the plain gradient scores `sum |g|` and
 `sum g^2` (SPT's sensitivity). Task-agnostic scores come from the pretrained weights alone:
 `|w|` and `w^2`. Only the top-M entries per criterion are kept (indices into the concatenation
-of the eligible tensors, in `eligible` order), never a full-size copy.
+of the eligible tensors, in `eligible` order), and the top entries of every output neuron (for
+GPS-style masks), never a full-size copy.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class ScoreConfig:
     eligible: list[str] = field(default_factory=lambda: list(DEFAULT_ELIGIBLE))
     #: Entries kept per criterion (at least 10x the largest mask budget).
     top_m: int = 100_000
+    #: Entries kept per output neuron (row of a weight) and criterion, for GPS-style masks.
+    per_row: int = 4
     #: Seeds the probe and the choice of batches.
     seed: int = 0
 
@@ -103,6 +106,24 @@ def top_entries(scores: torch.Tensor, m: int) -> tuple[np.ndarray, np.ndarray]:
     m = min(m, scores.numel())
     values, indices = torch.topk(scores, m, sorted=True)
     return indices.numpy().astype(np.int64), values.numpy()
+
+
+def top_per_row(scores: torch.Tensor, params: dict[str, nn.Parameter], k: int) -> np.ndarray:
+    """Per output neuron (row) of every eligible tensor, the flat indices of its `k` best entries.
+
+    Shape (rows over all tensors, k), best first; `k` is capped by the narrowest tensor's width.
+    """
+    shapes = [
+        p.reshape(p.shape[0], -1).shape if p.ndim > 1 else (1, p.numel()) for p in params.values()
+    ]
+    k = min(k, *(cols for _, cols in shapes))
+    parts, start = [], 0
+    for rows, cols in shapes:
+        block = scores[start : start + rows * cols].view(rows, cols)
+        best = torch.topk(block, k, dim=1, sorted=True).indices
+        parts.append(best + start + torch.arange(rows).unsqueeze(1) * cols)
+        start += rows * cols
+    return torch.cat(parts).numpy().astype(np.int64)
 
 
 def layer_summary(
@@ -169,6 +190,7 @@ def score_dataset(
         indices, top = top_entries(values, cfg.top_m)
         tensors[f"{criterion}.indices"] = torch.from_numpy(indices)
         tensors[f"{criterion}.scores"] = torch.from_numpy(top)
+        tensors[f"{criterion}.per_row"] = torch.from_numpy(top_per_row(values, params, cfg.per_row))
     sizes = {name: param.numel() for name, param in params.items()}
     summary = {
         "backbone_sha256": meta["sha256"],

@@ -8,6 +8,13 @@ largest score first, from `shpeft.importance`). Two hybrid rules:
 - `fusion`: rank-normalised scores (1 for the best entry, falling linearly to 0 past the top-M)
   are mixed as `rho * task_specific + (1 - rho) * task_agnostic`, then the top k are taken.
 
+Two baselines are masks too: SPT's unstructured part (Sensitivity-aware tuning, He et al. 2023)
+is `split` with `task_specific: grad_l2` (its sensitivity) and `rho: 1`; GPS's selection (Zhang et
+al. 2024) is the rule `per_neuron`: for every output neuron (weight row), its `per_neuron` best
+inputs by the task-specific criterion (`grad_l1`, GPS's gradient magnitude), so every neuron
+changes. Its size is a multiple of the number of rows: `per_neuron` unset takes the budget's k
+divided by the rows, rounded, at least 1.
+
 `scope: per_layer` splits the budget over tensors in proportion to their size and applies the
 rule within each tensor; `global` ranks all eligible entries together.
 """
@@ -30,7 +37,7 @@ from shpeft.backbone import check_backbone
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json, write_json
 
-RULES = ("split", "fusion")
+RULES = ("split", "fusion", "per_neuron")
 SCOPES = ("global", "per_layer")
 
 
@@ -40,6 +47,7 @@ class MaskConfig:
     task_specific: str = "taylor_l1"
     #: Task-agnostic criterion: magnitude_l1 | magnitude_l2.
     task_agnostic: str = "magnitude_l1"
+    #: split | fusion | per_neuron (GPS).
     rule: str = "split"
     #: Share of the task-specific side, in [0, 1] (1 = task-specific only, 0 = agnostic only).
     rho: float = 0.5
@@ -48,6 +56,8 @@ class MaskConfig:
     #: ... or as an absolute number of entries (overrides `budget` when set).
     budget_count: int | None = None
     scope: str = "global"
+    #: Rule per_neuron: entries per output neuron (unset: matched to the budget, at least 1).
+    per_neuron: int | None = None
 
 
 def budget_entries(cfg: MaskConfig, backbone_params: int, eligible: int) -> int:
@@ -109,6 +119,18 @@ def select(
     return np.sort(chosen)
 
 
+def per_neuron(per_row: np.ndarray, cfg: MaskConfig, k: int) -> np.ndarray:
+    """GPS: the best `cfg.per_neuron` entries of every row (or as many as the budget k allows)."""
+    rows, kept = per_row.shape
+    per_row_k = cfg.per_neuron if cfg.per_neuron is not None else max(1, round(k / rows))
+    if not 1 <= per_row_k <= kept:
+        raise ShpeftError(
+            f"mask.per_neuron: {per_row_k} entries per neuron asked, the score step kept "
+            f"{kept} (raise score.per_row)"
+        )
+    return np.sort(per_row[:, :per_row_k].reshape(-1))
+
+
 def random_selection(total: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size=k, replace=False))
 
@@ -144,7 +166,12 @@ def build_mask(importance_dir: str | Path, cfg: MaskConfig, out_file: str | Path
                 raise ShpeftError(f"mask: unknown criterion '{criterion}'")
         specific = handle.get_tensor(f"{cfg.task_specific}.indices")
         agnostic = handle.get_tensor(f"{cfg.task_agnostic}.indices")
-    selection = split_flat(select(cfg, specific, agnostic, list(sizes.values()), k), sizes)
+        if cfg.rule == "per_neuron":
+            chosen = per_neuron(handle.get_tensor(f"{cfg.task_specific}.per_row"), cfg, k)
+            k = len(chosen)
+        else:
+            chosen = select(cfg, specific, agnostic, list(sizes.values()), k)
+    selection = split_flat(chosen, sizes)
     counts = {name: len(positions) for name, positions in selection.items()}
     blocks = Counter()
     for name, count in counts.items():

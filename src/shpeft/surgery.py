@@ -35,7 +35,9 @@ def match_modules(
         raise ShpeftError(f"{option}: no module of the backbone matches {list(patterns)}")
     wrong = [name for name, module in chosen.items() if not isinstance(module, kinds)]
     if wrong:
-        expected = kinds.__name__ if isinstance(kinds, type) else "/".join(k.__name__ for k in kinds)
+        expected = (
+            kinds.__name__ if isinstance(kinds, type) else "/".join(k.__name__ for k in kinds)
+        )
         raise ShpeftError(f"{option}: {wrong[:3]} matched, but they are not {expected} modules")
     return chosen
 

@@ -9,7 +9,14 @@ from shpeft.methods.registry import Method, RunContext, register_method
 
 @register_method("full")
 class Full(Method):
-    def apply(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+    reference = "-"
+    trains = "every weight"
+
+    def adapt(self, model: nn.Module, ctx: RunContext) -> None:
         for param in model.parameters():
             param.requires_grad_(True)
-        return model
+
+    def formula(self, model: nn.Module, ctx: RunContext) -> int:
+        return sum(p.numel() for p in model.parameters()) - sum(
+            p.numel() for p in model.get_classifier().parameters()
+        )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from torch import nn
-
-from shpeft.methods.registry import Method, RunContext, freeze, register_method, unfreeze_head
+from shpeft.methods.registry import Method, register_method
 
 
 @register_method("linear")
 class Linear(Method):
-    def apply(self, model: nn.Module, ctx: RunContext) -> nn.Module:
-        freeze(model)
-        unfreeze_head(model)
-        return model
+    """`Method.apply` as it is: freeze everything, train the head."""
+
+    reference = "-"
+    trains = "nothing (head only)"

@@ -2,8 +2,14 @@
 
 A method is one module with a config dataclass (subclassing `MethodConfig`, every field documented)
 and a `Method` subclass registered with `@register_method(kind)`. `apply` turns a backbone with a
-fresh head into a model whose trainable parameters are exactly the method's; `save` writes only
-what was trained (with the backbone's sha256), `load` puts it back onto a fresh backbone.
+fresh head into a model whose trainable parameters are exactly the method's: it freezes
+everything, lets the method `adapt` the backbone (inject its modules, unfreeze its parameters),
+then unfreezes the head. `save` writes only what was trained (with the backbone's sha256), `load`
+puts it back onto a fresh backbone.
+
+Methods with a size knob (LoRA's rank, a prompt length, a bottleneck width) subclass
+`SizedMethod`: their trainable count is a formula of the backbone and the size, so params can ask
+for `target_params` and get the size that comes closest.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from shpeft.backbone import check_backbone
 from shpeft.errors import ShpeftError
 from shpeft.params import build
 
-_MODULES = ("full", "linear", "sparse")
+_MODULES = ("full", "linear", "bitfit", "ln_tune", "lora", "vpt", "adapter", "ssf", "sparse")
 
 
 @dataclass
@@ -57,13 +63,26 @@ class Method:
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     #: The file, in the run's directory, that holds what the method trained.
     trained_file: ClassVar[str] = "trained.safetensors"
+    #: For tables: the paper the method follows, and what trains besides the head.
+    reference: ClassVar[str] = ""
+    trains: ClassVar[str] = ""
 
     def __init__(self, cfg: MethodConfig) -> None:
         self.cfg = cfg
 
     def apply(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         """Make exactly this method's parameters trainable (injecting modules); return the model."""
-        raise NotImplementedError
+        freeze(model)
+        self.adapt(model, ctx)
+        unfreeze_head(model)
+        return model
+
+    def adapt(self, model: nn.Module, ctx: RunContext) -> None:
+        """Inject the method's modules and unfreeze its backbone part (nothing: linear probing)."""
+
+    def formula(self, model: nn.Module, ctx: RunContext) -> int:
+        """Trainable backbone parameters `apply` will give, from the backbone's shapes alone."""
+        return 0
 
     def trained_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
         return {
@@ -86,11 +105,13 @@ class Method:
         metadata = {"backbone_sha256": backbone_sha256, "kind": self.cfg.kind}
         save_file(self.trained_state(model), path, metadata=metadata)
 
-    def load(self, model: nn.Module, path: Path, backbone_sha256: str) -> nn.Module:
-        """Put what `save` wrote back onto `model` (a fresh backbone with the same hash)."""
+    def load(self, model: nn.Module, path: Path, ctx: RunContext) -> nn.Module:
+        """Apply the method to `model` (a fresh backbone with the same hash), then put back what
+        `save` wrote."""
         with safe_open(str(path), framework="pt") as handle:
-            check_backbone(path, handle.metadata(), backbone_sha256)
+            check_backbone(path, handle.metadata(), ctx.backbone_meta["sha256"])
             state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        self.apply(model, ctx)
         self.load_trained_state(model, state)
         return model
 
@@ -102,6 +123,46 @@ class Method:
             "trainable_backbone": sum(v for n, v in trainable.items() if n not in head),
             "trainable_head": sum(v for n, v in trainable.items() if n in head),
         }
+
+
+@dataclass
+class SizedConfig(MethodConfig):
+    #: Trainable backbone parameters to aim for: when set, the method's size option is chosen to
+    #: come closest (ties to the smaller size), for comparisons at matched budgets.
+    target_params: int | None = None
+
+
+class SizedMethod(Method):
+    """A method whose trainable count grows with one integer option (`size_option`)."""
+
+    config_cls: ClassVar[type[MethodConfig]] = SizedConfig
+    size_option: ClassVar[str]
+
+    def count_for(self, model: nn.Module, size: int) -> int:
+        """Trainable backbone parameters at `size`, from the backbone's shapes alone."""
+        raise NotImplementedError
+
+    def max_size(self, model: nn.Module) -> int:
+        """The largest size that fits the backbone."""
+        raise NotImplementedError
+
+    def formula(self, model: nn.Module, ctx: RunContext) -> int:
+        return self.count_for(model, self.size(model))
+
+    def size(self, model: nn.Module) -> int:
+        """The size option, resolved from `target_params` when set (recorded in the config)."""
+        largest = self.max_size(model)
+        target = self.cfg.target_params
+        if target is not None:
+            best = min(range(1, largest + 1), key=lambda s: abs(self.count_for(model, s) - target))
+            setattr(self.cfg, self.size_option, best)
+        value = getattr(self.cfg, self.size_option)
+        if not 1 <= value <= largest:
+            raise ShpeftError(
+                f"method '{self.cfg.kind}': {self.size_option} {value} does not fit the backbone "
+                f"(between 1 and {largest})"
+            )
+        return value
 
 
 _METHODS: dict[str, type[Method]] = {}

@@ -1,10 +1,13 @@
-"""SH-PEFT and its ablations: the entries of a mask train as sparse deltas, plus the head.
+"""Methods that train the entries of a mask as sparse deltas, plus the head.
 
 `sh-peft` trains the entries of a mask variant built by the `mask` step (the hybrid one by default;
-the task-specific-only and task-agnostic-only variants give the ablations). `sparse-random` trains
-as many entries as that mask holds, at positions drawn by the run's seed among the same eligible
-tensors. Every other backbone weight stays bitwise unchanged; what is saved is `delta.safetensors`
-(per-tensor positions and values, and the head), tagged with the backbone's sha256.
+the task-specific-only and task-agnostic-only variants give the ablations). `spt` and `gps` are the
+same engine on their papers' selections, which are mask rules (see `shpeft.masks`): they differ
+from `sh-peft` only in the mask variant they read and in what tables say of them.
+`sparse-random` trains as many entries as its mask holds, at positions drawn by the run's seed
+among the same eligible tensors. Every other backbone weight stays bitwise unchanged; what is
+saved is `delta.safetensors` (per-tensor positions and values, and the head), tagged with the
+backbone's sha256.
 
 Backpropagation stops by itself below the lowest block that holds a trainable entry: nothing there
 requires a gradient, so autograd records no graph and keeps no activations for it.
@@ -26,7 +29,6 @@ from shpeft.methods.registry import (
     freeze,
     head_names,
     register_method,
-    unfreeze_head,
 )
 from shpeft.sparse.inject import Selection, inject, load_delta, save_delta, split_flat
 
@@ -42,6 +44,11 @@ class SparseConfig(MethodConfig):
 class SparseMask(Method):
     config_cls = SparseConfig
     trained_file = "delta.safetensors"
+    reference = "SH-PEFT, MICCAI 2024 (reconstructed)"
+    trains = "k entries of qkv/proj/fc1/fc2 by hybrid importance"
+
+    def formula(self, model: nn.Module, ctx: RunContext) -> int:
+        return self.read_mask(ctx).k
 
     def selection(self, ctx: RunContext) -> Selection:
         return self.read_mask(ctx).selection
@@ -51,26 +58,43 @@ class SparseMask(Method):
             raise ShpeftError(f"method kind '{self.cfg.kind}' needs its mask file as an input")
         return load_mask(ctx.inputs["mask"], ctx.backbone_meta["sha256"])
 
-    def apply(self, model: nn.Module, ctx: RunContext) -> nn.Module:
-        freeze(model)
+    def adapt(self, model: nn.Module, ctx: RunContext) -> None:
         for layer in inject(model, self.selection(ctx)).values():
             layer.values.requires_grad_(True)
-        unfreeze_head(model)
-        return model
 
     def save(self, model: nn.Module, path: Path, backbone_sha256: str) -> None:
         head = {n: p for n, p in model.named_parameters() if n in head_names(model)}
         save_delta(path, model, head, backbone_sha256)
 
-    def load(self, model: nn.Module, path: Path, backbone_sha256: str) -> nn.Module:
-        head = load_delta(path, model, backbone_sha256)
+    def load(self, model: nn.Module, path: Path, ctx: RunContext) -> nn.Module:
+        freeze(model)
+        head = load_delta(path, model, ctx.backbone_meta["sha256"])
         self.load_trained_state(model, head)
         return model
+
+
+@register_method("spt")
+class Spt(SparseMask):
+    """SPT's unstructured part: the mask variant ranks by sensitivity (`grad_l2`), `rho: 1`."""
+
+    reference = "SPT, He et al., ICCV 2023 (unstructured part)"
+    trains = "k entries of qkv/proj/fc1/fc2 by sensitivity sum g^2"
+
+
+@register_method("gps")
+class Gps(SparseMask):
+    """GPS's selection: the mask variant uses the rule `per_neuron` on `grad_l1`."""
+
+    reference = "GPS, Zhang et al., CVPR 2024"
+    trains = "the top-K inputs of every neuron by gradient magnitude"
 
 
 @register_method("sparse-random")
 class SparseRandom(SparseMask):
     """The ablation without importance: the mask's budget, positions drawn by the run's seed."""
+
+    reference = "ablation"
+    trains = "k random entries of qkv/proj/fc1/fc2"
 
     def selection(self, ctx: RunContext) -> Selection:
         mask = self.read_mask(ctx)

@@ -1,0 +1,79 @@
+"""AdaptFormer (Chen et al., NeurIPS 2022): a bottleneck MLP parallel to each block's MLP.
+
+The MLP's output becomes `mlp(h) + scale * up(relu(down(h)))`, where `h` is the MLP's own input
+(the block's second LayerNorm output, as in the paper's equation). `up` starts at zero, so
+training starts from the pretrained function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shpeft.errors import ShpeftError
+from shpeft.methods.registry import RunContext, SizedConfig, SizedMethod, register_method
+from shpeft.surgery import match_modules, replace_module
+
+
+@dataclass
+class AdapterConfig(SizedConfig):
+    #: Bottleneck width of each adapter.
+    width: int = 64
+    #: Scale of the adapter's output (the paper's s).
+    scale: float = 0.1
+    #: Dropout inside the adapter.
+    dropout: float = 0.0
+    #: Glob patterns of the MLP modules that get a parallel adapter.
+    targets: list[str] = field(default_factory=lambda: ["blocks.*.mlp"])
+
+
+class ParallelAdapter(nn.Module):
+    def __init__(self, mlp: nn.Module, dim: int, width: int, scale: float, dropout: float):
+        super().__init__()
+        self.mlp = mlp
+        self.down = nn.Linear(dim, width)
+        self.up = nn.Linear(width, dim)
+        self.scale = scale
+        self.dropout = nn.Dropout(dropout)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch = self.up(self.dropout(F.relu(self.down(x))))
+        return self.mlp(x) + self.scale * branch
+
+
+@register_method("adapter")
+class Adapter(SizedMethod):
+    config_cls = AdapterConfig
+    size_option = "width"
+    reference = "AdaptFormer, Chen et al., NeurIPS 2022"
+    trains = "a parallel bottleneck MLP per block"
+
+    def _dims(self, model: nn.Module) -> dict[str, int]:
+        mlps = match_modules(model, self.cfg.targets, nn.Module, "adapter.targets")
+        return {name: _in_features(name, mlp) for name, mlp in mlps.items()}
+
+    def count_for(self, model: nn.Module, size: int) -> int:
+        return sum(2 * dim * size + size + dim for dim in self._dims(model).values())
+
+    def max_size(self, model: nn.Module) -> int:
+        return min(self._dims(model).values())
+
+    def adapt(self, model: nn.Module, ctx: RunContext) -> None:
+        width = self.size(model)
+        for name, dim in self._dims(model).items():
+            mlp = model.get_submodule(name)
+            adapter = ParallelAdapter(mlp, dim, width, self.cfg.scale, self.cfg.dropout)
+            replace_module(model, name, adapter)
+
+
+def _in_features(name: str, mlp: nn.Module) -> int:
+    first = next((m for m in mlp.modules() if isinstance(m, nn.Linear)), None)
+    if first is None:
+        raise ShpeftError(f"adapter.targets: '{name}' holds no Linear layer to read its width from")
+    return first.in_features
