@@ -177,3 +177,37 @@ def test_vpt_prompts_are_removed_before_pooling(world):
     method.apply(model, ctx)
     tokens = model.forward_features(torch.zeros(2, 3, 16, 16))
     assert tokens.shape == (2, 17, 32)  # class token + 16 patches, no prompt left
+
+
+def _fake_run(world, run_dir, kind: str, options: dict):
+    """A run folder holding what `kind` trained (random values), as `finetune` would leave it."""
+    model, method, ctx = _setup(world, kind, options)
+    method.apply(model, ctx)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.normal_(0, 0.1)
+    run_dir.mkdir()
+    write_json(run_dir / "config.json", {"dataset": "d", "seed": 0, "data": {"class_names": "abc"}})
+    method.save(model, run_dir / method.trained_file, ctx.backbone_meta["sha256"])
+    return model.eval()
+
+
+def test_lora_merges_into_a_plain_model_and_vpt_is_refused(world, tmp_path):
+    from shpeft.export import load_merged, merge_run
+
+    tuned = _fake_run(world, tmp_path / "lora", "lora", {"rank": 2})
+    out = merge_run(
+        tmp_path / "lora", world / "backbone", {"kind": "lora", "rank": 2}, tmp_path / "m.st"
+    )
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(load_merged(out)(x), tuned(x), atol=1e-5, rtol=0)
+    _fake_run(world, tmp_path / "vpt", "vpt-shallow", {"length": 3})
+    with pytest.raises(ShpeftError, match="'vpt-shallow' adds modules that cannot be folded"):
+        merge_run(
+            tmp_path / "vpt",
+            world / "backbone",
+            {"kind": "vpt-shallow", "length": 3},
+            tmp_path / "v",
+        )

@@ -78,7 +78,7 @@ def test_sh_peft_changes_only_mask_entries_and_saves_a_small_delta(masked):
     assert metrics["trainable_backbone"] == K and metrics["trainable_head"] == 32 * 3 + 3
     delta = load_file(run / "delta.safetensors")
     assert sum(v.numel() for k, v in delta.items() if k.endswith(".values")) == K
-    model, meta = load_run(run, paths.backbone_dir(), masked["methods"]["sh-peft"])
+    model, _, meta = load_run(run, paths.backbone_dir(), masked["methods"]["sh-peft"])
     merge(model)
     backbone = load_file(paths.backbone_dir() / "backbone.safetensors")
     mask = load_mask(paths.mask_file("tiny_us", "hybrid"), meta["sha256"])
@@ -92,7 +92,7 @@ def test_sh_peft_changes_only_mask_entries_and_saves_a_small_delta(masked):
 def test_reloaded_and_merged_models_reproduce_the_run(masked, in_tmp):
     _train(masked, "sh-peft")
     run = paths.run_dir("tiny_us", "sh-peft", 0)
-    model, _ = load_run(run, paths.backbone_dir(), masked["methods"]["sh-peft"])
+    model, _, _ = load_run(run, paths.backbone_dir(), masked["methods"]["sh-peft"])
     data = PreparedDataset.load(paths.data_dir("tiny_us"))
     images, labels = data.part("test")
     prep = Preprocess(model, AugmentConfig())
@@ -112,7 +112,7 @@ def test_reloaded_and_merged_models_reproduce_the_run(masked, in_tmp):
     _train(masked, "linear")
     linear_run = paths.run_dir("tiny_us", "linear", 0)
     out = merge_run(linear_run, paths.backbone_dir(), masked["methods"]["linear"], "lin.st")
-    linear, _ = load_run(linear_run, paths.backbone_dir(), masked["methods"]["linear"])
+    linear, _, _ = load_run(linear_run, paths.backbone_dir(), masked["methods"]["linear"])
     with torch.no_grad():
         torch.testing.assert_close(load_merged(out)(x), linear(x), atol=1e-5, rtol=0)
 

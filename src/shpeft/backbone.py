@@ -55,8 +55,9 @@ class PretrainConfig:
 class BackboneConfig:
     #: A timm model name, e.g. `vit_base_patch16_224.augreg_in21k`.
     model: str = "vit_tiny_patch16_224"
-    #: Extra keyword arguments for `timm.create_model` (img_size, patch_size, depth, ...).
-    model_args: dict[str, Any] = field(default_factory=dict)
+    #: Extra keyword arguments for `timm.create_model` (img_size, patch_size, depth, ...). An
+    #: overlay can merge keys into a mapping but not remove them: `null` clears the base file's.
+    model_args: dict[str, Any] | None = field(default_factory=dict)
     #: none | hub | pretrain | file:<path>
     weights: str = "pretrain"
     #: If set, the weights file (file:) or the loaded tensors (hub) must have this sha256.
@@ -64,6 +65,9 @@ class BackboneConfig:
     #: Passed to timm with `weights: hub`, e.g. `{file: local/copy.safetensors}`.
     pretrained_cfg_overlay: dict[str, Any] | None = None
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+    def __post_init__(self) -> None:
+        self.model_args = dict(self.model_args or {})
 
 
 def create(cfg: BackboneConfig, num_classes: int = 0, pretrained: bool = False) -> torch.nn.Module:

@@ -192,11 +192,36 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     step.add_argument("--seed", type=int)
     step.add_argument("--device", choices=["auto", "cpu", "cuda"])
     step.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
+    methods = add("methods", cmd_methods, "what each method of the grid trains, and how much")
+    methods.add_argument("--model", help="a timm model name (default: params backbone.model)")
+    methods.add_argument("--model-args", help="JSON keyword arguments for the model")
     add("aggregate", cmd_aggregate, "collect runs into tables and DVC metrics")
     add("figures", cmd_figures, "draw the figures")
     add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
     add("summary", cmd_summary, "print the summary table and where outputs are")
     return main, commands
+
+
+def cmd_methods(args: argparse.Namespace, params: dict) -> None:
+    import json
+
+    import pandas as pd
+    import timm
+
+    from shpeft.methods.overview import overview
+
+    backbone = params["backbone"]
+    model_args = (
+        json.loads(args.model_args) if args.model_args else backbone.get("model_args") or {}
+    )
+    name = args.model or backbone["model"]
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=2, **model_args)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ShpeftError(f"--model {name}: cannot build it ({exc})") from None
+    frame = pd.DataFrame(overview(params, model))
+    print(f"Trainable parameters on {name} {model_args or ''} (head apart):\n")
+    print(frame.to_markdown(index=False, floatfmt=".2e", intfmt=","))
 
 
 def params_from_env() -> list[str]:

@@ -17,14 +17,13 @@ from torch import nn
 from shpeft.backbone import load_backbone
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json
-from shpeft.methods.registry import RunContext, create_method
-from shpeft.sparse.inject import merge
+from shpeft.methods.registry import Method, RunContext, create_method
 
 
 def load_run(
     run_dir: str | Path, backbone_dir: str | Path, method_params: dict[str, Any]
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The tuned model of a finished run (in eval mode), and the backbone's description."""
+) -> tuple[nn.Module, Method, dict[str, Any]]:
+    """The tuned model of a finished run (in eval mode), its method, the backbone's description."""
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"
     if not config_file.is_file():
@@ -36,7 +35,7 @@ def load_run(
         raise ShpeftError(f"{trained}: not found; was the run trained with another method?")
     model, meta = load_backbone(backbone_dir, len(config["data"]["class_names"]))
     method.load(model, trained, RunContext(config["dataset"], config["seed"], meta))
-    return model.eval(), meta
+    return model.eval(), method, meta
 
 
 def merge_run(
@@ -46,9 +45,15 @@ def merge_run(
     out_file: str | Path,
 ) -> Path:
     """Write the run's tuned model as one dense safetensors file."""
-    model, meta = load_run(run_dir, backbone_dir, method_params)
-    merge(model)
+    model, method, meta = load_run(run_dir, backbone_dir, method_params)
+    method.fold(model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    plain, _ = load_backbone(backbone_dir, model.get_classifier().out_features)
+    if set(state) != set(plain.state_dict()):
+        raise ShpeftError(
+            f"{run_dir}: method kind '{method.cfg.kind}' adds modules that cannot be folded into "
+            "the backbone's weights; load the run with shpeft.export.load_run instead"
+        )
     metadata = {
         "model": meta["config"]["model"],
         "model_args": json.dumps(meta["config"]["model_args"]),

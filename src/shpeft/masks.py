@@ -119,16 +119,30 @@ def select(
     return np.sort(chosen)
 
 
+def per_neuron_k(cfg: MaskConfig, k: int, rows: int) -> int:
+    """GPS's entries per neuron: `cfg.per_neuron`, else k over the rows (at least 1)."""
+    return cfg.per_neuron if cfg.per_neuron is not None else max(1, round(k / rows))
+
+
 def per_neuron(per_row: np.ndarray, cfg: MaskConfig, k: int) -> np.ndarray:
-    """GPS: the best `cfg.per_neuron` entries of every row (or as many as the budget k allows)."""
+    """GPS: the best entries of every row, as many per row as `per_neuron_k` says."""
     rows, kept = per_row.shape
-    per_row_k = cfg.per_neuron if cfg.per_neuron is not None else max(1, round(k / rows))
+    per_row_k = per_neuron_k(cfg, k, rows)
     if not 1 <= per_row_k <= kept:
         raise ShpeftError(
             f"mask.per_neuron: {per_row_k} entries per neuron asked, the score step kept "
             f"{kept} (raise score.per_row)"
         )
     return np.sort(per_row[:, :per_row_k].reshape(-1))
+
+
+def planned_entries(cfg: MaskConfig, backbone_params: int, eligible: list[torch.Size]) -> int:
+    """The k a mask will hold on a backbone, from the shapes of its eligible tensors alone."""
+    k = budget_entries(cfg, backbone_params, sum(shape.numel() for shape in eligible))
+    if cfg.rule == "per_neuron":
+        rows = sum(shape[0] for shape in eligible)
+        return rows * per_neuron_k(cfg, k, rows)
+    return k
 
 
 def random_selection(total: int, k: int, seed: int) -> np.ndarray:

@@ -10,4 +10,4 @@ class Linear(Method):
     """`Method.apply` as it is: freeze everything, train the head."""
 
     reference = "-"
-    trains = "nothing (head only)"
+    trains = "nothing"

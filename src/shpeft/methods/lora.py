@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from shpeft.methods.registry import RunContext, SizedConfig, SizedMethod, register_method
-from shpeft.surgery import match_modules
+from shpeft.surgery import match_modules, replace_module
 
 DEFAULT_TARGETS = (
     "blocks.*.attn.qkv",
@@ -65,3 +65,11 @@ class Lora(SizedMethod):
         inject_adapter_in_model(config, model)
         for name, param in model.named_parameters():
             param.requires_grad_("lora_" in name)
+
+    def fold(self, model: nn.Module) -> None:
+        from peft.tuners.lora import LoraLayer
+
+        for name, module in list(model.named_modules()):
+            if isinstance(module, LoraLayer):
+                module.merge()
+                replace_module(model, name, module.get_base_layer())

@@ -84,6 +84,10 @@ class Method:
         """Trainable backbone parameters `apply` will give, from the backbone's shapes alone."""
         return 0
 
+    def fold(self, model: nn.Module) -> None:
+        """Fold what the method added into the backbone's own weights, where that is possible
+        (sparse deltas, LoRA), so that the model is a plain timm model again."""
+
     def trained_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
         return {
             n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad

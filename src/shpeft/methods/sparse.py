@@ -30,7 +30,7 @@ from shpeft.methods.registry import (
     head_names,
     register_method,
 )
-from shpeft.sparse.inject import Selection, inject, load_delta, save_delta, split_flat
+from shpeft.sparse.inject import Selection, inject, load_delta, merge, save_delta, split_flat
 
 
 @dataclass
@@ -45,7 +45,7 @@ class SparseMask(Method):
     config_cls = SparseConfig
     trained_file = "delta.safetensors"
     reference = "SH-PEFT, MICCAI 2024 (reconstructed)"
-    trains = "k entries of qkv/proj/fc1/fc2 by hybrid importance"
+    trains = "k entries of qkv/proj/fc1/fc2 by importance"
 
     def formula(self, model: nn.Module, ctx: RunContext) -> int:
         return self.read_mask(ctx).k
@@ -61,6 +61,9 @@ class SparseMask(Method):
     def adapt(self, model: nn.Module, ctx: RunContext) -> None:
         for layer in inject(model, self.selection(ctx)).values():
             layer.values.requires_grad_(True)
+
+    def fold(self, model: nn.Module) -> None:
+        merge(model)
 
     def save(self, model: nn.Module, path: Path, backbone_sha256: str) -> None:
         head = {n: p for n, p in model.named_parameters() if n in head_names(model)}
