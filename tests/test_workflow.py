@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import ROOT, TINY
 from shpeft.params import load_params
@@ -59,8 +60,18 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     runs = summary[~summary["seed"].isin(["mean", "std"])]
     assert len(runs) == 6 and set(runs["method"]) == {"full", "linear", "sh-peft"}
     assert (project / "results/runs/tiny_us/sh-peft/seed0/delta.safetensors").is_file()
-    for name in ("accuracy_by_method.png", "training_curves.png"):
-        assert (project / "results" / "figures" / name).stat().st_size > 1000
+    figures = project / "results" / "figures"
+    kinds = ("accuracy_by_method", "pareto", "training_curves", "mask_locations", "hybridity")
+    per_dataset = [f"{k}_{d}" for k in ("confusion", "failures") for d in ("tiny_us", "tiny_derm")]
+    for name in (*kinds, *per_dataset):
+        with Image.open(figures / f"{name}.png") as image:
+            low, high = image.convert("L").getextrema()
+            assert image.width > 200 and low < high, name  # an image, and not a blank one
+        assert (figures / f"{name}.pdf").read_bytes().startswith(b"%PDF-"), name
+    tables = project / "results" / "tables"
+    latex = (tables / "main.tex").read_text()
+    assert latex.count(r"\\") == 1 + 3 and r"\bottomrule" in latex  # header + 3 methods
+    assert len(pd.read_csv(tables / "detail.csv")) == 6
     assert (project / "mlflow.db").is_file()
     # The workflow's onsuccess recorded everything in dvc.lock.
     assert "up to date" in sh("dvc", "status").stdout

@@ -1,7 +1,13 @@
-"""The `aggregate` step: the grid's runs in one table, with seed statistics and DVC metrics."""
+"""The `aggregate` step: the grid's runs in tables, with statistics, and the DVC metrics.
+
+`summary.*` has every run and the mean and standard deviation over seeds; `detail.*` every run's
+test metrics with bootstrap intervals, per-class recall and confusion matrix (from its
+`predictions.csv`); `main.*` the paper-shaped comparison with paired tests (`shpeft.tables`).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from itertools import product
 from typing import Any
@@ -11,7 +17,9 @@ import pandas as pd
 from shpeft import paths
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json, write_json
-from shpeft.params import run_methods
+from shpeft.params import build, run_methods
+from shpeft.stats import SCALARS, StatsConfig, bootstrap_intervals, detailed_metrics
+from shpeft.tables import comparisons, main_table, to_latex, to_markdown
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +100,74 @@ def dvc_metrics(runs: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def run_details(params: dict[str, Any], cfg: StatsConfig) -> pd.DataFrame:
+    """Per run, from its test predictions: every scalar with its interval, recall, confusion."""
+    rows = []
+    for dataset, method, seed in grid(params):
+        file = paths.run_dir(dataset, method, seed) / "predictions.csv"
+        try:
+            frame = pd.read_csv(file)
+        except (OSError, ValueError) as exc:
+            raise ShpeftError(f"{file}: missing or unreadable ({exc})") from None
+        prob_columns = [c for c in frame.columns if c.startswith("prob_")]
+        labels = frame["label"].to_numpy()
+        probs = frame[prob_columns].to_numpy()
+        names = [c.removeprefix("prob_") for c in prob_columns]
+        detail = detailed_metrics(labels, probs, names, cfg.ece_bins)
+        intervals = bootstrap_intervals(labels, probs, cfg)
+        row = {"dataset": dataset, "method": method, "seed": seed}
+        for name in SCALARS:
+            low, high = intervals.get(name, (float("nan"), float("nan")))
+            row.update({name: detail[name], f"{name}_low": low, f"{name}_high": high})
+        row.update({f"recall_{c}": r for c, r in detail["recall"].items()})
+        row["confusion"] = json.dumps(detail["confusion"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def detail_markdown(details: pd.DataFrame, level: float) -> str:
+    """Per dataset: every run's scalar metrics as `value [low, high]`."""
+    parts = [f"## Test metrics per run, with {level:.0%} bootstrap intervals over test cases\n"]
+    for dataset, frame in details.groupby("dataset", sort=False):
+        table = frame[["method", "seed"]].copy()
+        for name in SCALARS:
+            table[name] = [
+                f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else f"{v:.3f}"
+                for v, lo, hi in zip(
+                    frame[name], frame[f"{name}_low"], frame[f"{name}_high"], strict=True
+                )
+            ]
+        recalls = [c for c in frame.columns if c.startswith("recall_") and frame[c].notna().any()]
+        for column in recalls:
+            table[column] = frame[column].map(lambda r: f"{r:.3f}")
+        parts.append(f"### {dataset}\n\n{table.to_markdown(index=False)}\n")
+    return "\n".join(parts)
+
+
 def aggregate(params: dict[str, Any]) -> pd.DataFrame:
+    cfg = build(StatsConfig, params.get("stats", {}))
     runs, curves = collect_runs(params)
     summary = pd.concat([runs.astype({"seed": str}), seed_statistics(runs)], ignore_index=True)
     summary = summary[[*KEYS, "seed", *METRICS, "best_epoch", *COUNTS]]
+    details = run_details(params, cfg)
+    tests = comparisons(runs, cfg.reference, "accuracy")
+    table, best = main_table(runs, tests, "accuracy", cfg.reference)
+    caption = (
+        "Test accuracy, mean ± std over seeds "
+        f"({', '.join(map(str, params['seeds']))}); best mean per column in bold; p: two-sided "
+        "Wilcoxon signed-rank test paired over datasets and seeds"
+    )
     with atomic_path(paths.tables_dir()) as tmp:
         tmp.mkdir()
         summary.to_csv(tmp / paths.summary_csv().name, index=False)
         (tmp / paths.summary_md().name).write_text(markdown(runs))
         curves.to_csv(tmp / paths.curves_csv().name, index=False)
+        details.to_csv(tmp / paths.detail_table(".csv").name, index=False)
+        (tmp / paths.detail_table(".md").name).write_text(detail_markdown(details, cfg.level))
+        tests.to_csv(tmp / paths.comparisons_csv().name, index=False)
+        table.to_csv(tmp / paths.main_table(".csv").name, index=False)
+        (tmp / paths.main_table(".md").name).write_text(to_markdown(table, best, caption))
+        (tmp / paths.main_table(".tex").name).write_text(to_latex(table, best, caption))
     write_json(paths.metrics_file(), dvc_metrics(runs))
     log.info("aggregated %d runs", len(runs))
     return summary

@@ -9,7 +9,7 @@ to full fine-tuning in the same run. Variants:
 - `dense-mask`: GPS-style masking, a full backward for the eligible weights, then the unselected
   gradients are zeroed (optimizer state for every eligible weight);
 - `sparse`: the sparse engine, the same k entries as trainable deltas;
-- `lora-r8`: rank-8 LoRA on qkv/proj/fc1/fc2 through Hugging Face peft;
+- `lora-r8`: the `lora` method at rank 8 (Hugging Face peft on qkv/proj/fc1/fc2);
 - `floor`: nothing trains but the head, yet input gradients flow through every block (the least a
   method with trainable entries in the first block can cost);
 - `linear`: the head only.

@@ -134,8 +134,8 @@ def cmd_tracking_init(args: argparse.Namespace, params: dict) -> None:
 def cmd_summary(args: argparse.Namespace, params: dict) -> None:
     from shpeft.tracking import tracking_uri
 
-    print(paths.summary_md().read_text())
-    print(f"Tables:  {paths.tables_dir()}/  (summary.csv, summary.md)")
+    print(paths.main_table(".md").read_text())
+    print(f"Tables:  {paths.tables_dir()}/  (main: .csv .md .tex; detail, summary, comparisons)")
     print(f"Figures: {paths.figures_dir()}/")
     print(f"MLflow:  {tracking_uri()}  (open with: make mlflow-ui)")
 

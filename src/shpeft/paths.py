@@ -61,6 +61,20 @@ def curves_csv() -> Path:
     return tables_dir() / "curves.csv"
 
 
+def main_table(suffix: str) -> Path:
+    """The paper-shaped comparison: `.csv`, `.md` or `.tex`."""
+    return tables_dir() / f"main{suffix}"
+
+
+def detail_table(suffix: str) -> Path:
+    """Every run's test metrics with bootstrap intervals: `.csv` or `.md`."""
+    return tables_dir() / f"detail{suffix}"
+
+
+def comparisons_csv() -> Path:
+    return tables_dir() / "comparisons.csv"
+
+
 def bench_dir() -> Path:
     return RESULTS / "bench"
 

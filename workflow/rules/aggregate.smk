@@ -11,5 +11,6 @@ rule aggregate:
     params:
         grid=config["grid"],
         seeds=config["seeds"],
+        stats=config.get("stats", {}),
     shell:
         "shpeft aggregate --log {log}"

@@ -39,6 +39,10 @@ def log_path(step, *names):
     return str(paths.log_file(step, *names))
 
 
+def data_dirs():
+    return [str(paths.data_dir(d)) for d in config["grid"]["datasets"]]
+
+
 def importance_dirs():
     return [str(paths.importance_dir(d)) for d in config["grid"]["datasets"]]
 

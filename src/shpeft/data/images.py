@@ -47,12 +47,17 @@ def resize(image: Image.Image, size: int) -> np.ndarray:
 
 
 def read_image(path: Path, size: int) -> np.ndarray:
-    """Decode one file to an RGB uint8 array of shape (size, size, 3), or fail naming the file."""
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    """Decode one file to an RGB uint8 array of shape (size, size, 3), or fail naming the file.
+
+    The pixel limit is checked from the header, before decoding, without changing Pillow's global
+    limit (whose warning, for sizes past it, is an error here too).
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise Image.DecompressionBombError(path)
                 image.load()
                 return resize(to_rgb(image), size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
