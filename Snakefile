@@ -1,4 +1,4 @@
-# shpeft workflow: prepare -> backbone -> finetune (dataset x method x seed) -> aggregate, figures.
+# shpeft workflow: prepare -> backbone -> finetune (dataset x method x seed) -> aggregate, figures, report.
 # Every rule runs one `shpeft <step>` command; dvc.yaml runs the same commands.
 from snakemake.utils import min_version
 
@@ -18,6 +18,7 @@ rule all:
         paths.tables_dir(),
         paths.metrics_file(),
         paths.figures_dir(),
+        paths.report_dir(),
 
 
 include: "workflow/rules/prepare.smk"
@@ -27,3 +28,4 @@ include: "workflow/rules/mask.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -72,13 +73,28 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     latex = (tables / "main.tex").read_text()
     assert latex.count(r"\\") == 1 + 3 and r"\bottomrule" in latex  # header + 3 methods
     assert len(pd.read_csv(tables / "detail.csv")) == 6
+    report = (project / "results" / "report" / "REPORT.md").read_text()
+    commit = sh("git", "rev-parse", "HEAD").stdout.strip()
+    assert f"git commit: `{commit}`" in report
+    for dataset in ("tiny_us", "tiny_derm"):
+        manifest = json.loads(
+            (project / "results" / "data" / dataset / "manifest.json").read_text()
+        )
+        assert all(digest in report for digest in manifest["arrays_sha256"].values())
+    html = (project / "results" / "report" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(list(figures.glob("*.png")))
     assert (project / "mlflow.db").is_file()
     # The workflow's onsuccess recorded everything in dvc.lock.
     assert "up to date" in sh("dvc", "status").stdout
     assert planned_jobs() == {}
     # An overlay that only narrows the grid reruns the tables, not the backbone or any run.
     (project / "narrow.yaml").write_text("grid: {datasets: [tiny_us]}\n")
-    assert planned_jobs("--configfile", "narrow.yaml") == {"aggregate": 1, "figures": 1, "all": 1}
+    assert planned_jobs("--configfile", "narrow.yaml") == {
+        "aggregate": 1,
+        "figures": 1,
+        "report": 1,
+        "all": 1,
+    }
     # A change to the hybrid mask reruns its masks and the runs trained on it, nothing else.
     (project / "budget.yaml").write_text("masks: {hybrid: {budget: 0.003}}\n")
     assert planned_jobs("--configfile", "budget.yaml") == {
@@ -86,16 +102,18 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         "finetune": 2,
         "aggregate": 1,
         "figures": 1,
+        "report": 1,
         "all": 1,
     }
     # A learning-rate change reruns exactly the finetune jobs and what follows them.
     use_tiny_params(project, lr=0.01)
-    assert planned_jobs() == {"finetune": 6, "aggregate": 1, "figures": 1, "all": 1}
+    assert planned_jobs() == {"finetune": 6, "aggregate": 1, "figures": 1, "report": 1, "all": 1}
     changed = set(re.findall(r"^(\S+):", sh("dvc", "status").stdout, re.M))
     datasets = ("tiny_us", "tiny_derm")
     assert changed == {
         *(f"finetune@{d}-{m}-0" for d in datasets for m in ("full", "linear")),
         *(f"finetune-sparse@{d}-sh-peft-0" for d in datasets),
+        "report",  # it records every param, so it reads them all
     }
 
 

@@ -131,12 +131,19 @@ def cmd_tracking_init(args: argparse.Namespace, params: dict) -> None:
     print(f"MLflow store ready: {tracking_uri()}")
 
 
+def cmd_report(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.report import write_report
+
+    write_report(params, [str(f) for f in params_files(args)])
+
+
 def cmd_summary(args: argparse.Namespace, params: dict) -> None:
     from shpeft.tracking import tracking_uri
 
     print(paths.main_table(".md").read_text())
     print(f"Tables:  {paths.tables_dir()}/  (main: .csv .md .tex; detail, summary, comparisons)")
     print(f"Figures: {paths.figures_dir()}/")
+    print(f"Report:  {paths.report_dir()}/  (REPORT.md, report.html)")
     print(f"MLflow:  {tracking_uri()}  (open with: make mlflow-ui)")
 
 
@@ -197,6 +204,7 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     methods.add_argument("--model-args", help="JSON keyword arguments for the model")
     add("aggregate", cmd_aggregate, "collect runs into tables and DVC metrics")
     add("figures", cmd_figures, "draw the figures")
+    add("report", cmd_report, "write the reproducibility report")
     add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
     add("summary", cmd_summary, "print the summary table and where outputs are")
     return main, commands
@@ -222,6 +230,11 @@ def cmd_methods(args: argparse.Namespace, params: dict) -> None:
     frame = pd.DataFrame(overview(params, model))
     print(f"Trainable parameters on {name} {model_args or ''} (head apart):\n")
     print(frame.to_markdown(index=False, floatfmt=".2e", intfmt=","))
+
+
+def params_files(args: argparse.Namespace) -> list:
+    """The layered params files: `--params`, else those the workflow set, else params.yaml."""
+    return args.params or params_from_env() or list(DEFAULT_PARAMS)
 
 
 def params_from_env() -> list[str]:
@@ -250,11 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     args = main_parser.parse_args(argv)
     setup_logging(args.log)
     try:
-        params = (
-            load_params(args.params or params_from_env() or DEFAULT_PARAMS)
-            if args.reads_params
-            else {}
-        )
+        params = load_params(params_files(args)) if args.reads_params else {}
         commands[args.command](args, params)
     except ShpeftError as exc:
         log.error("shpeft %s: %s", args.command, exc)

@@ -45,6 +45,10 @@ def figures_dir() -> Path:
     return RESULTS / "figures"
 
 
+def report_dir() -> Path:
+    return RESULTS / "report"
+
+
 def metrics_file() -> Path:
     return RESULTS / "metrics.json"
 

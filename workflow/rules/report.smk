@@ -1,0 +1,18 @@
+rule report:
+    input:
+        tables=paths.tables_dir(),
+        figures=paths.figures_dir(),
+        data=data_dirs(),
+        importance=importance_dirs(),
+        backbone=paths.backbone_dir(),
+        runs=run_dirs(),
+    output:
+        directory(paths.report_dir()),
+    log:
+        log_path("report"),
+    conda:
+        CONDA_ENV
+    params:
+        config=config,
+    shell:
+        "shpeft report --log {log}"
