@@ -137,7 +137,7 @@ class SizedConfig(MethodConfig):
 
 
 class SizedMethod(Method):
-    """A method whose trainable count grows with one integer option (`size_option`)."""
+    """A method whose trainable count grows linearly with one integer option (`size_option`)."""
 
     config_cls: ClassVar[type[MethodConfig]] = SizedConfig
     size_option: ClassVar[str]
@@ -158,7 +158,11 @@ class SizedMethod(Method):
         largest = self.max_size(model)
         target = self.cfg.target_params
         if target is not None:
-            best = min(range(1, largest + 1), key=lambda s: abs(self.count_for(model, s) - target))
+            # count = slope * size + intercept: solve, then keep the closest of the neighbours.
+            one, two = self.count_for(model, 1), self.count_for(model, 2)
+            guess = round((target - (2 * one - two)) / (two - one))
+            candidates = {min(max(s, 1), largest) for s in (guess - 1, guess, guess + 1)}
+            best = min(sorted(candidates), key=lambda s: abs(self.count_for(model, s) - target))
             setattr(self.cfg, self.size_option, best)
         value = getattr(self.cfg, self.size_option)
         if not 1 <= value <= largest:
