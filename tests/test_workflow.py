@@ -124,6 +124,13 @@ def test_dvc_repro_runs_the_pipeline(project):
     assert len(pd.read_csv("results/tables/summary.csv")) == 6 + 2 * 6
     assert "up to date" in sh("dvc", "status").stdout
     assert (project / "results" / "metrics.json").is_file()
+    pareto = pd.read_csv("results/tables/pareto.csv")
+    assert list(pareto["method"]) == ["full", "linear", "sh-peft"]
+    assert pareto.loc[0, "trainable_fraction"] == 1.0 and pareto.loc[1, "trainable_fraction"] == 0
+    rendered = json.loads(sh("dvc", "plots", "show", "--json").stdout)["data"]
+    pareto_plot = "Accuracy against trainable fraction (Pareto)"
+    assert set(rendered) == {"Validation accuracy per epoch", pareto_plot}
+    assert "trainable_fraction" in json.dumps(rendered[pareto_plot])
 
 
 def test_snakemake_lint_is_clean(project):

@@ -165,6 +165,8 @@ def aggregate(params: dict[str, Any]) -> pd.DataFrame:
         details.to_csv(tmp / paths.detail_table(".csv").name, index=False)
         (tmp / paths.detail_table(".md").name).write_text(detail_markdown(details, cfg.level))
         tests.to_csv(tmp / paths.comparisons_csv().name, index=False)
+        pareto = runs.groupby("method", sort=False)[["trainable_fraction", "accuracy"]].mean()
+        pareto.reset_index().to_csv(tmp / paths.pareto_csv().name, index=False)
         table.to_csv(tmp / paths.main_table(".csv").name, index=False)
         (tmp / paths.main_table(".md").name).write_text(to_markdown(table, best, caption))
         (tmp / paths.main_table(".tex").name).write_text(to_latex(table, best, caption))

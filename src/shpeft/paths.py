@@ -75,6 +75,11 @@ def detail_table(suffix: str) -> Path:
     return tables_dir() / f"detail{suffix}"
 
 
+def pareto_csv() -> Path:
+    """Per method: mean test accuracy and trainable fraction (DVC's Pareto plot)."""
+    return tables_dir() / "pareto.csv"
+
+
 def comparisons_csv() -> Path:
     return tables_dir() / "comparisons.csv"
 
