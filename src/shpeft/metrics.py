@@ -29,13 +29,20 @@ def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def confusion_matrix(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Counts of (true class, predicted class): rows are the true class."""
+    n_classes = probs.shape[1]
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (np.asarray(labels), probs.argmax(1)), 1)
+    return confusion
+
+
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Accuracy, macro-F1, balanced accuracy, AUC (one-vs-rest macro for multi-class), loss."""
     labels = np.asarray(labels)
     n_classes = probs.shape[1]
     predicted = probs.argmax(1)
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
+    confusion = confusion_matrix(labels, probs)
     true_positive = np.diag(confusion).astype(float)
     actual, called = confusion.sum(1), confusion.sum(0)
     present = actual > 0

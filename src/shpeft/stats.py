@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from shpeft.metrics import classification_metrics
+from shpeft.metrics import classification_metrics, confusion_matrix
 
 #: Scalar test metrics reported with intervals, in table order.
 SCALARS = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece")
@@ -51,11 +51,11 @@ def detailed_metrics(
     labels: np.ndarray, probs: np.ndarray, class_names: list[str], ece_bins: int = 15
 ) -> dict[str, Any]:
     """Scalar metrics, ECE, per-class recall and the confusion matrix (rows: true class)."""
-    n = len(class_names)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (labels, probs.argmax(1)), 1)
+    confusion = confusion_matrix(labels, probs)
     actual = confusion.sum(1)
-    recall = np.divide(np.diag(confusion), actual, out=np.full(n, np.nan), where=actual > 0)
+    recall = np.divide(
+        np.diag(confusion), actual, out=np.full(len(actual), np.nan), where=actual > 0
+    )
     return {
         **classification_metrics(labels, probs),
         "ece": expected_calibration_error(labels, probs, ece_bins),

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from shpeft.methods.registry import Method, RunContext, register_method
+from shpeft.methods.registry import SubsetMethod, head_names, register_method
 
 
 @register_method("full")
-class Full(Method):
+class Full(SubsetMethod):
     reference = "-"
     trains = "every weight"
 
-    def adapt(self, model: nn.Module, ctx: RunContext) -> None:
-        for param in model.parameters():
-            param.requires_grad_(True)
-
-    def formula(self, model: nn.Module, ctx: RunContext) -> int:
-        return sum(p.numel() for p in model.parameters()) - sum(
-            p.numel() for p in model.get_classifier().parameters()
-        )
+    def parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        head = head_names(model)
+        return [param for name, param in model.named_parameters() if name not in head]

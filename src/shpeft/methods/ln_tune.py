@@ -8,22 +8,18 @@ from __future__ import annotations
 
 from torch import nn
 
-from shpeft.methods.registry import Method, RunContext, register_method
-
-
-def layer_norms(model: nn.Module) -> dict[str, nn.LayerNorm]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
+from shpeft.methods.registry import SubsetMethod, register_method
 
 
 @register_method("ln-tune")
-class LayerNormTune(Method):
+class LayerNormTune(SubsetMethod):
     reference = "LayerNorm tuning (as in the VPT and SSF comparisons)"
     trains = "LayerNorm scales and shifts"
 
-    def adapt(self, model: nn.Module, ctx: RunContext) -> None:
-        for norm in layer_norms(model).values():
-            for param in norm.parameters():
-                param.requires_grad_(True)
-
-    def formula(self, model: nn.Module, ctx: RunContext) -> int:
-        return sum(2 * norm.normalized_shape[-1] for norm in layer_norms(model).values())
+    def parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        return [
+            param
+            for module in model.modules()
+            if isinstance(module, nn.LayerNorm)
+            for param in module.parameters()
+        ]

@@ -129,6 +129,21 @@ class Method:
         }
 
 
+class SubsetMethod(Method):
+    """A method that trains a subset of the backbone's own parameters (no module injected)."""
+
+    def parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """The backbone parameters that train (the head is unfrozen by `apply`)."""
+        raise NotImplementedError
+
+    def adapt(self, model: nn.Module, ctx: RunContext) -> None:
+        for param in self.parameters(model):
+            param.requires_grad_(True)
+
+    def formula(self, model: nn.Module, ctx: RunContext) -> int:
+        return sum(param.numel() for param in self.parameters(model))
+
+
 @dataclass
 class SizedConfig(MethodConfig):
     #: Trainable backbone parameters to aim for: when set, the method's size option is chosen to
