@@ -1,4 +1,5 @@
-# shpeft workflow: prepare -> backbone -> finetune (dataset x method x seed) -> aggregate, figures, report.
+# shpeft workflow: prepare -> backbone -> score -> mask -> finetune (dataset x method x seed)
+# -> aggregate, figures, sweeps -> report.
 # Every rule runs one `shpeft <step>` command; dvc.yaml runs the same commands.
 from snakemake.utils import min_version
 
@@ -18,6 +19,7 @@ rule all:
         paths.tables_dir(),
         paths.metrics_file(),
         paths.figures_dir(),
+        sweep_summaries(),
         paths.report_dir(),
 
 
@@ -28,4 +30,5 @@ include: "workflow/rules/mask.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/sweep.smk"
 include: "workflow/rules/report.smk"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from shpeft.bench import VARIANTS, TrainStepBench, table, train_step
+from shpeft.bench import (
+    VARIANTS,
+    LoaderBench,
+    TrainStepBench,
+    loader,
+    loader_table,
+    table,
+    train_step,
+)
 
 
 def test_train_step_reports_every_variant(tmp_path):
@@ -25,3 +33,17 @@ def test_train_step_reports_every_variant(tmp_path):
     assert state["dense-mask"] > 100 * state["sparse"]
     assert json.loads((tmp_path / report["file"].split("/")[-1]).read_text())["k"] == report["k"]
     assert "| sparse |" in table(report)
+
+
+def test_loader_reports_every_variant_and_stored_size(tmp_path):
+    cfg = LoaderBench(
+        images=16, stored_sizes=(32, 8), img_size=32, batch_size=4, batches=2, device="cpu"
+    )
+    report = loader(cfg, tmp_path)
+    rows = report["variants"]
+    assert [(r["stored_px"], r["variant"]) for r in rows] == [
+        (size, variant) for size in (32, 8) for variant in ("gather", "augment-cpu")
+    ]
+    assert all(r["images_per_second"] > 0 and isinstance(r["meets_target"], bool) for r in rows)
+    assert json.loads((tmp_path / "loader-32px-cpu.json").read_text())["variants"] == rows
+    assert "| 8 | augment-cpu |" in loader_table(report)

@@ -42,3 +42,22 @@ def test_eight_jobs_on_two_devices_never_share_and_all_finish(tmp_path):
 def test_no_gpu_means_cpu(monkeypatch):
     monkeypatch.setenv("SHPEFT_NUM_GPUS", "0")
     assert visible_gpus() == [] and acquire_gpu() is None
+
+
+def test_slurm_jobs_do_not_wait_for_each_others_device_zero(tmp_path, monkeypatch):
+    """On a cluster each SLURM job has its own device 0; a shared lock would serialise them."""
+    log = tmp_path / "log.jsonl"
+    context = multiprocessing.get_context("fork")
+    jobs = []
+    for index in range(2):
+        monkeypatch.setenv("SLURM_JOB_ID", str(100 + index))
+        jobs.append(context.Process(target=_job, args=(str(tmp_path), str(log), index)))
+        jobs[-1].start()
+    for job in jobs:
+        job.join(timeout=60)
+    assert all(job.exitcode == 0 for job in jobs)
+    (_, a, _, a0, a1), (_, b, _, b0, b1) = sorted(
+        json.loads(line) for line in log.read_text().splitlines()
+    )
+    assert a == b == "0" and a0 < b1 and b0 < a1  # both held device 0 at the same time
+    assert {p.name for p in tmp_path.iterdir() if p.is_dir()} == {"slurm-100", "slurm-101"}

@@ -211,3 +211,20 @@ def test_lora_merges_into_a_plain_model_and_vpt_is_refused(world, tmp_path):
             {"kind": "vpt-shallow", "length": 3},
             tmp_path / "v",
         )
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_locations_account_for_every_trainable_weight(world, kind):
+    from shpeft.methods.overview import OUTSIDE, locations
+
+    options, expected = CASES[kind]
+    model, method, ctx = _setup(world, kind, options)
+    found = locations(method.apply(model, ctx))
+    assert sum(found.values()) == expected
+    layers = {k for (_, k), n in found.items() if n}
+    if kind in ("lora", "sh-peft", "spt", "gps", "sparse-random"):
+        assert layers <= {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"} and layers
+    if kind == "vpt-deep":  # one prompt row per block
+        assert found == {(0, "other"): 3 * 32, (1, "other"): 3 * 32}
+    if kind == "ln-tune":  # norm1 and norm2 of each block, and the final norm outside them
+        assert found == {(0, "other"): 128, (1, "other"): 128, (OUTSIDE, "other"): 64}

@@ -16,6 +16,8 @@ from shpeft.importance import ScoreConfig
 from shpeft.masks import MaskConfig
 from shpeft.methods.registry import methods
 from shpeft.params import deep_merge, field_names, load_params, load_schema, validate
+from shpeft.stats import StatsConfig
+from shpeft.sweeps import SweepConfig
 from shpeft.training import AugmentConfig, FinetuneConfig
 
 
@@ -108,6 +110,8 @@ def test_schema_matches_dataclasses():
     assert set(schema["properties"]["score"]["properties"]) == field_names(ScoreConfig)
     mask = schema["properties"]["masks"]["additionalProperties"]["properties"]
     assert set(mask) == field_names(MaskConfig)
+    assert set(schema["properties"]["stats"]["properties"]) == field_names(StatsConfig)
+    assert _schema_keys(schema, "sweep") == field_names(SweepConfig)
 
 
 def test_dataclass_defaults_are_valid_values():

@@ -62,7 +62,7 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     assert len(runs) == 6 and set(runs["method"]) == {"full", "linear", "sh-peft"}
     assert (project / "results/runs/tiny_us/sh-peft/seed0/delta.safetensors").is_file()
     figures = project / "results" / "figures"
-    kinds = ("accuracy_by_method", "pareto", "training_curves", "mask_locations", "hybridity")
+    kinds = ("accuracy_by_method", "pareto", "training_curves", "trainable_locations", "hybridity")
     per_dataset = [f"{k}_{d}" for k in ("confusion", "failures") for d in ("tiny_us", "tiny_derm")]
     for name in (*kinds, *per_dataset):
         with Image.open(figures / f"{name}.png") as image:
@@ -81,8 +81,14 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
             (project / "results" / "data" / dataset / "manifest.json").read_text()
         )
         assert all(digest in report for digest in manifest["arrays_sha256"].values())
+    for sweep, values in (("budget", [0.001, 0.004]), ("rho", [0.0, 1.0])):
+        summary_dir = project / "results" / "sweeps" / sweep / "summary"
+        table = pd.read_csv(summary_dir / "sweep.csv")
+        assert list(table["value"]) == values and table["accuracy"].between(0, 1).all()
+        assert (summary_dir / "sweep.pdf").read_bytes().startswith(b"%PDF-")
+        assert f"Sweep of `{sweep}`" in report
     html = (project / "results" / "report" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(list(figures.glob("*.png")))
+    assert html.count("data:image/png;base64,") == len(list(figures.glob("*.png"))) + 2
     assert (project / "mlflow.db").is_file()
     # The workflow's onsuccess recorded everything in dvc.lock.
     assert "up to date" in sh("dvc", "status").stdout
@@ -100,6 +106,9 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     assert planned_jobs("--configfile", "budget.yaml") == {
         "mask": 2,
         "finetune": 2,
+        "sweep_mask": 2,  # the rho sweep's masks (the budget sweep sets its own budget)
+        "sweep_finetune": 2,
+        "sweep": 1,
         "aggregate": 1,
         "figures": 1,
         "report": 1,
@@ -107,14 +116,36 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     }
     # A learning-rate change reruns exactly the finetune jobs and what follows them.
     use_tiny_params(project, lr=0.01)
-    assert planned_jobs() == {"finetune": 6, "aggregate": 1, "figures": 1, "report": 1, "all": 1}
+    assert planned_jobs() == {
+        "finetune": 6,
+        "sweep_finetune": 4,
+        "sweep": 2,
+        "aggregate": 1,
+        "figures": 1,
+        "report": 1,
+        "all": 1,
+    }
     changed = set(re.findall(r"^(\S+):", sh("dvc", "status").stdout, re.M))
     datasets = ("tiny_us", "tiny_derm")
     assert changed == {
         *(f"finetune@{d}-{m}-0" for d in datasets for m in ("full", "linear")),
         *(f"finetune-sparse@{d}-sh-peft-0" for d in datasets),
+        *(f"sweep-budget-finetune@tiny_us-{v}-0" for v in (0.001, 0.004)),
+        *(f"sweep-rho-finetune@tiny_us-{v}-0" for v in (0.0, 1.0)),
         "report",  # it records every param, so it reads them all
     }
+    # One dataset, one method, one seed, no sweep: every table, figure and the report still come.
+    (project / "single.yaml").write_text(
+        "grid: {datasets: [tiny_us], methods: [], sparse_methods: [sh-peft]}\n"
+        "sweeps: {budget: {values: []}, rho: {values: []}}\n"
+    )
+    snakemake("--configfile", "single.yaml")
+    main = pd.read_csv(tables / "main.csv")
+    assert list(main["method"]) == ["sh-peft"] and main["p vs full"].isna().all()
+    assert pd.read_csv(tables / "comparisons.csv")["reference_note"].notna().all()
+    for name in (*kinds, "confusion_tiny_us", "failures_tiny_us"):
+        assert (figures / f"{name}.pdf").is_file(), name
+    assert "No sweep ran" in (project / "results" / "report" / "REPORT.md").read_text()
 
 
 def test_dvc_repro_runs_the_pipeline(project):
@@ -178,9 +209,20 @@ def test_snakemake_and_dvc_have_the_same_jobs(project, params):
     assert snake == dvc
 
 
-def test_keep_going_with_a_broken_dataset(project):
-    broken = {
-        "grid": {"datasets": ["good", "broken"], "methods": ["linear"]},
+def test_keep_going_with_broken_datasets(project):
+    """A missing npz and a corrupt image each stop only their dataset, and their logs say which.
+
+    Only the prepare outputs are targeted, so the overlay adds datasets without touching the grid.
+    """
+    images = project.parent / "images"
+    for c, name in enumerate("ab"):
+        (images / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (8, 8), 60 + 100 * c).save(images / name / f"{i}.png")
+    corrupt = images / "b" / "3.png"
+    Image.effect_noise((32, 32), 64).save(corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:200])  # truncated within its pixel data
+    overlay = {
         "datasets": {
             "good": {
                 "source": "synthetic",
@@ -190,29 +232,29 @@ def test_keep_going_with_a_broken_dataset(project):
                 "n_val": 6,
                 "n_test": 6,
             },
-            "broken": {
+            "missing": {
                 "source": "medmnist",
                 "name": "breastmnist",
                 "root": "nowhere",
                 "image_size": 16,
             },
+            "corrupt": {"source": "imagefolder", "root": str(images), "image_size": 16},
         },
     }
-    (project / "broken.yaml").write_text(yaml.safe_dump(broken))
-    result = snakemake(
-        "--configfile",
-        "broken.yaml",
-        "--keep-going",
-        "results/data/good",
-        "results/data/broken",
-        check=False,
-    )
+    (project / "broken.yaml").write_text(yaml.safe_dump(overlay))
+    targets = [f"results/data/{name}" for name in overlay["datasets"]]
+    result = snakemake("--configfile", "broken.yaml", "--keep-going", *targets, check=False)
     assert result.returncode != 0
     assert (project / "results" / "data" / "good" / "manifest.json").is_file()
-    assert not (project / "results" / "data" / "broken").exists()
-    log = (project / "results" / "logs" / "prepare" / "broken.log").read_text()
-    assert "nowhere/breastmnist.npz: MedMNIST file not found" in log
-    assert "Traceback" not in log
+    logs = project / "results" / "logs" / "prepare"
+    expected = {
+        "missing": "nowhere/breastmnist.npz: MedMNIST file not found",
+        "corrupt": f"{corrupt}: corrupt or truncated image",
+    }
+    for name, message in expected.items():
+        assert not (project / "results" / "data" / name).exists()
+        log = (logs / f"{name}.log").read_text()
+        assert message in log and "Traceback" not in log, log
 
 
 def test_bad_params_stop_the_workflow_with_one_message(project):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,10 +105,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise
     except SafetensorError as exc:
         raise ShpeftError(f"{path}: corrupt safetensors file ({exc})") from None
-    except Exception as exc:  # torch.load's refusals come as several exception types
+    except pickle.UnpicklingError:  # torch's own text suggests loading it unsafely
         raise ShpeftError(
-            f"{path}: refused; not a plain tensor checkpoint (pickled code is never run): "
-            f"{str(exc).splitlines()[0]}"
+            f"{path}: refused; it is corrupt or holds pickled objects other than tensors "
+            "(their code is never run; save a plain state_dict or use .safetensors)"
+        ) from None
+    except Exception as exc:  # a broken zip archive, an empty file, ...
+        raise ShpeftError(
+            f"{path}: corrupt torch checkpoint ({str(exc).splitlines()[0] or type(exc).__name__})"
         ) from None
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

@@ -57,33 +57,72 @@ def cmd_mask(args: argparse.Namespace, params: dict) -> None:
     from shpeft.masks import MaskConfig, build_mask
     from shpeft.params import build
 
-    if args.variant not in params.get("masks", {}):
-        raise ShpeftError(f"masks: no mask variant named '{args.variant}'")
-    build_mask(
-        paths.importance_dir(args.dataset),
-        build(MaskConfig, params["masks"][args.variant]),
-        paths.mask_file(args.dataset, args.variant),
-    )
+    if args.sweep:
+        point = sweep_point(args, params, "variant")
+        variant, out = point.variant, paths.sweep_mask_file(point.sweep, point.value, args.dataset)
+        params = point.params
+    else:
+        variant, out = required(args, "variant"), paths.mask_file(args.dataset, args.variant)
+    if variant not in params.get("masks", {}):
+        raise ShpeftError(f"masks: no mask variant named '{variant}'")
+    build_mask(paths.importance_dir(args.dataset), build(MaskConfig, params["masks"][variant]), out)
 
 
 def cmd_finetune(args: argparse.Namespace, params: dict) -> None:
     from shpeft.devices import acquire_gpu
 
-    if args.method not in params["methods"]:
-        raise ShpeftError(f"methods: no method named '{args.method}'")
+    if args.sweep:
+        point = sweep_point(args, params, "method")
+        method, label = point.method, f"{point.sweep}={point.value}"
+        out = paths.sweep_run_dir(point.sweep, point.value, args.dataset, args.seed)
+        inputs = {"mask": paths.sweep_mask_file(point.sweep, point.value, args.dataset)}
+    else:
+        method, label = required(args, "method"), None
+        if method not in params["methods"]:
+            raise ShpeftError(f"methods: no method named '{method}'")
+        out = paths.run_dir(args.dataset, method, args.seed)
+        inputs = paths.method_inputs(args.dataset, params["methods"][method])
     acquire_gpu()
     from shpeft.finetune import finetune
 
     finetune(
         args.dataset,
-        args.method,
+        method,
         args.seed,
         params,
         data_dir=paths.data_dir(args.dataset),
         backbone_dir=paths.backbone_dir(),
-        out_dir=paths.run_dir(args.dataset, args.method, args.seed),
-        inputs=paths.method_inputs(args.dataset, params["methods"][args.method]),
+        out_dir=out,
+        inputs=inputs,
+        label=label,
     )
+
+
+def required(args: argparse.Namespace, option: str) -> str:
+    value = getattr(args, option)
+    if value is None:
+        raise ShpeftError(f"--{option} is required (or --sweep)")
+    return value
+
+
+def sweep_point(args: argparse.Namespace, params: dict, implied: str):
+    """The sweep point of `--sweep`, which implies the method and its mask variant."""
+    from shpeft.sweeps import point
+
+    found = point(params, args.sweep)
+    given = getattr(args, implied)
+    if given is not None and given != getattr(found, implied):
+        raise ShpeftError(
+            f"--{implied} {given}: sweep '{found.sweep}' trains {found.method} "
+            f"(mask variant {found.variant}); leave --{implied} out"
+        )
+    return found
+
+
+def cmd_sweep(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.sweeps import summarise
+
+    summarise(params, args.name)
 
 
 def cmd_merge(args: argparse.Namespace, params: dict) -> None:
@@ -109,6 +148,19 @@ def cmd_bench_train_step(args: argparse.Namespace, params: dict) -> None:
     )
     print(table(report))
     print(f"k = {report['k']}; sparse step / floor step = {report['sparse_step_vs_floor']:.3f}")
+    print(f"written to {report['file']}")
+
+
+def cmd_bench_loader(args: argparse.Namespace, params: dict) -> None:
+    from shpeft.bench import LoaderBench, loader, loader_table
+
+    options = {name: getattr(args, name) for name in field_names(LoaderBench)}
+    if options["stored_sizes"] is not None:
+        options["stored_sizes"] = tuple(options["stored_sizes"])
+    report = loader(
+        LoaderBench(**{k: v for k, v in options.items() if v is not None}), paths.bench_dir()
+    )
+    print(loader_table(report))
     print(f"written to {report['file']}")
 
 
@@ -176,13 +228,19 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     add("score", cmd_score, "score the importance of every eligible weight").add_argument(
         "--dataset", required=True
     )
+    point = "a point of a sweep, SWEEP=VALUE (e.g. budget=0.001): implies the method and mask"
     mask = add("mask", cmd_mask, "build one mask variant for one dataset")
     mask.add_argument("--dataset", required=True)
-    mask.add_argument("--variant", required=True)
+    mask.add_argument("--variant")
+    mask.add_argument("--sweep", help=point)
     ft = add("finetune", cmd_finetune, "train one dataset x method x seed")
     ft.add_argument("--dataset", required=True)
-    ft.add_argument("--method", required=True)
+    ft.add_argument("--method")
     ft.add_argument("--seed", required=True, type=int)
+    ft.add_argument("--sweep", help=point)
+    add("sweep", cmd_sweep, "collect a sweep's runs into its table and figure").add_argument(
+        "--name", required=True, help="budget or rho"
+    )
     merge = add("merge", cmd_merge, "write a run's tuned model as one dense weights file")
     merge.add_argument("--dataset", required=True)
     merge.add_argument("--method", required=True)
@@ -199,6 +257,13 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     step.add_argument("--seed", type=int)
     step.add_argument("--device", choices=["auto", "cpu", "cuda"])
     step.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
+    load = add("loader", cmd_bench_loader, "images per second to a ready batch", benches, False)
+    # Defaults live in shpeft.bench.LoaderBench.
+    for option in ("images", "img-size", "batch-size", "threads", "warmup", "batches", "seed"):
+        load.add_argument(f"--{option}", type=int)
+    load.add_argument("--stored-sizes", type=int, nargs="+", help="sizes the data are stored at")
+    load.add_argument("--target", type=float, help="images per second to reach")
+    load.add_argument("--device", choices=["auto", "cpu", "cuda"])
     methods = add("methods", cmd_methods, "what each method of the grid trains, and how much")
     methods.add_argument("--model", help="a timm model name (default: params backbone.model)")
     methods.add_argument("--model-args", help="JSON keyword arguments for the model")

@@ -2,7 +2,9 @@
 
 A job takes the first free device by locking `.shpeft/gpu-locks/<id>.lock` (held until the process
 ends, released by the OS even if it is killed) and sets `CUDA_VISIBLE_DEVICES` before CUDA
-starts. Without a GPU the job runs on the CPU. `SHPEFT_NUM_GPUS` overrides the device count
+starts. Inside a SLURM job the locks are the job's own: SLURM gives every job its devices (each
+often numbered 0), so jobs on a cluster must not wait for each other's lock files on the shared
+filesystem. Without a GPU the job runs on the CPU. `SHPEFT_NUM_GPUS` overrides the device count
 (for tests on machines without GPUs).
 """
 
@@ -45,6 +47,8 @@ def acquire_gpu(
     devices = visible_gpus()
     if not devices:
         return None
+    if "SLURM_JOB_ID" in os.environ:
+        lock_dir = lock_dir / f"slurm-{os.environ['SLURM_JOB_ID']}"
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
     while True:

@@ -6,7 +6,8 @@ Each figure is written as PNG and PDF under `results/figures/`:
   the mean of the runs' 95% bootstrap intervals, dots = seeds;
 - `pareto`: mean accuracy against trainable fraction (log scale), with the Pareto front;
 - `training_curves`: validation accuracy per epoch;
-- `mask_locations`: where each mask variant's entries sit (blocks x qkv/proj/fc1/fc2);
+- `trainable_locations`: where each method's trainable weights sit (blocks x qkv/proj/fc1/fc2,
+  and the rest);
 - `hybridity`: overlap of the task-specific and task-agnostic top sets against chance;
 - `confusion_<dataset>`: confusion matrices summed over seeds, one panel per method;
 - `failures_<dataset>`: the most confidently wrong test images of one method.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ from shpeft.params import run_methods  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-KINDS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 #: Where linear probing (no backbone weight) sits on the log-scale fraction axis.
 HEAD_ONLY = 1e-7
 
@@ -114,36 +114,63 @@ def training_curves(curves: pd.DataFrame, out: Path) -> None:
     _save(grid.figure, out, "training_curves")
 
 
-def mask_locations(stats: dict[str, dict[str, Any]], out: Path) -> None:
-    """Per mask variant, the share of its entries in each block x layer kind (over datasets)."""
-    variants = sorted({variant for variant, _ in stats})
-    figure, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3), squeeze=False)
-    for ax, variant in zip(axes[0], variants, strict=True):
-        counts: dict[tuple[int, str], int] = {}
-        for (name, _), entry in stats.items():
-            if name != variant:
-                continue
-            for tensor, count in entry["per_tensor"].items():
-                found = re.match(r"blocks\.(\d+)\.(.+)\.weight$", tensor)
-                if found:
-                    key = (int(found[1]), found[2])
-                    counts[key] = counts.get(key, 0) + count
-        blocks = max((b for b, _ in counts), default=-1) + 1
-        matrix = np.array([[counts.get((b, k), 0) for k in KINDS] for b in range(blocks)], float)
-        matrix /= max(matrix.sum(), 1)
+def method_locations(params: dict[str, Any]) -> dict[str, Counter]:
+    """Per method of the grid, its trainable backbone parameters per (block, kind).
+
+    Each method is applied to the backbone, as its runs were; a sparse method once per dataset
+    with that dataset's mask, summed (the masks differ by dataset).
+    """
+    from shpeft.backbone import load_backbone
+    from shpeft.methods.overview import locations
+    from shpeft.methods.registry import RunContext, create_method
+
+    datasets, seed = params["grid"]["datasets"], params["seeds"][0]
+    found: dict[str, Counter] = {}
+    for name in run_methods(params):
+        entry = params["methods"][name]
+        found[name] = Counter()
+        for dataset in datasets if "mask" in entry else datasets[:1]:
+            model, meta = load_backbone(paths.backbone_dir(), 2)
+            ctx = RunContext(dataset, seed, meta, paths.method_inputs(dataset, entry))
+            found[name] += locations(create_method(entry).apply(model, ctx))
+    return found
+
+
+def trainable_locations(found: dict[str, Counter], out: Path) -> None:
+    """Per method, the share of its trainable backbone parameters in each block x layer."""
+    from shpeft.methods.overview import KINDS, OUTSIDE
+
+    shown = {name: counts for name, counts in found.items() if sum(counts.values())}
+    if not shown:
+        log.info("trainable_locations: no method of the grid trains backbone weights")
+        return
+    columns = min(5, len(shown))
+    rows = -(-len(shown) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.9 * columns, 2.9 * rows), squeeze=False)
+    for ax, (name, counts) in zip(axes.flat, shown.items(), strict=False):
+        blocks = max((b for b, _ in counts), default=OUTSIDE) + 1
+        order = [*range(blocks), OUTSIDE]
+        matrix = np.array([[counts.get((b, k), 0) for k in KINDS] for b in order], float)
         sns.heatmap(
-            matrix,
+            matrix / matrix.sum(),
             ax=ax,
             cmap="viridis",
+            vmin=0,
             cbar=False,
             annot=True,
             fmt=".2f",
-            xticklabels=[k.split(".")[1] for k in KINDS],
-            yticklabels=range(blocks),
-            annot_kws={"fontsize": 7},
+            xticklabels=[k.split(".")[-1] for k in KINDS],
+            yticklabels=[*map(str, range(blocks)), "rest"],
+            annot_kws={"fontsize": 6},
         )
-        ax.set(title=variant, xlabel="", ylabel="block")
-    _save(figure, out, "mask_locations")
+        ax.set_title(name, fontsize=8)
+        ax.set(xlabel="", ylabel="block")
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    figure.suptitle("Share of each method's trainable backbone parameters", fontsize=9)
+    figure.tight_layout()
+    _save(figure, out, "trainable_locations")
 
 
 def hybridity(stats: dict[str, dict[str, Any]], out: Path) -> None:
@@ -233,6 +260,33 @@ def failure_cases(dataset: str, method: str, seed: int, count: int, out: Path) -
     _save(figure, out, f"failures_{dataset}")
 
 
+def sweep_figure(table: pd.DataFrame, sweep: str, label: str, log_x: bool, out: Path) -> None:
+    """A sweep's test accuracy against the swept value, one line per dataset, with intervals."""
+    figure, ax = plt.subplots(figsize=(6, 3.8))
+    for (dataset, frame), color in zip(
+        table.groupby("dataset", sort=False), sns.color_palette("deep"), strict=False
+    ):
+        errors = [
+            frame["accuracy"] - frame["accuracy_low"],
+            frame["accuracy_high"] - frame["accuracy"],
+        ]
+        ax.errorbar(
+            frame["value"],
+            frame["accuracy"],
+            yerr=np.nan_to_num(errors),
+            marker="o",
+            capsize=3,
+            color=color,
+            label=dataset,
+        )
+    ax.set(xlabel=label, ylabel="test accuracy, mean over seeds")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_title(f"{table['method'].iloc[0]}: sweep of {sweep}", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(figure, out, "sweep")
+
+
 def _mask_stats(params: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {
         (variant, dataset): read_json(paths.mask_stats(dataset, variant))
@@ -259,8 +313,8 @@ def figures(params: dict[str, Any]) -> None:
         accuracy_bars(details, out)
         pareto(runs, out)
         training_curves(curves, out)
+        trainable_locations(method_locations(params), out)
         if masks:
-            mask_locations(masks, out)
             hybridity(masks, out)
         confusions(details, names, out)
         for dataset in params["grid"]["datasets"]:

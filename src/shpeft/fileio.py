@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +20,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds.
 
     Works for files and for directories (the caller creates what it needs under the yielded path).
+    A killed writer leaves no `path`, only its hidden sibling `.<name>.<host>-<pid>.*.tmp`; the
+    next write of `path` on that host deletes the siblings whose process is gone.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    prefix = f".{path.name}.{socket.gethostname()}-"
+    _remove_stale(path.parent, prefix)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
         yield target
@@ -32,6 +38,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale(folder: Path, prefix: str) -> None:
+    for leftover in folder.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = leftover.name.removeprefix(prefix).split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_text(path: str | Path, text: str) -> None:

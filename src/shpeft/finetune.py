@@ -3,11 +3,17 @@
 Writes to `results/runs/<dataset>/<method>/seed<seed>/`: `metrics.json` (test, scored once with
 the checkpoint selected on validation), `history.csv` (per epoch), `predictions.csv` (test),
 `config.json` (resolved), the method's trained part (`trained.safetensors`, or `delta.safetensors`
-for sparse methods) and `mlflow.json`.
+for sparse methods) and `mlflow.json` (the MLflow run, and what could not be logged to it).
+
+A killed job resumes at its last finished epoch: `fit` saves its state every epoch to
+`paths.checkpoint_file(out_dir)`, outside the outputs, bound to this job's resolved config and
+inputs; the resumed job continues the same MLflow run and ends with the same outputs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import platform
 import time
@@ -18,13 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shpeft import __version__
+from shpeft import __version__, paths
 from shpeft.backbone import load_backbone
 from shpeft.data.prepared import PreparedDataset
-from shpeft.fileio import atomic_path, write_json
+from shpeft.fileio import atomic_path, sha256_file, write_json
 from shpeft.methods.registry import RunContext, create_method
 from shpeft.params import build, deep_merge
+from shpeft.tracking import TrackingConfig, tracked_run
 from shpeft.training import (
+    Checkpoint,
     FinetuneConfig,
     Preprocess,
     evaluate,
@@ -36,8 +44,9 @@ from shpeft.training import (
 log = logging.getLogger(__name__)
 
 
-def run_name(dataset: str, method: str, seed: int) -> str:
-    return f"{dataset}-{method}-s{seed}"
+def run_name(dataset: str, method: str, seed: int, label: str | None = None) -> str:
+    """The MLflow run name; `label` tells a sweep point's run apart (`budget=0.001`)."""
+    return f"{dataset}-{method}{f'[{label}]' if label else ''}-s{seed}"
 
 
 def predictions_frame(
@@ -60,6 +69,7 @@ def finetune(
     backbone_dir: str | Path,
     out_dir: str | Path,
     inputs: dict[str, Path] | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Train one run and write its outputs atomically; return the test metrics."""
     method_params = params["methods"][method_name]
@@ -88,14 +98,25 @@ def finetune(
         "versions": _versions(),
         "selection": f"best validation {cfg.select}; test scored once with that checkpoint",
     }
-    experiment = params.get("tracking", {}).get("experiment", "shpeft")
-    tags = {"dataset": dataset, "method": method_name, "seed": seed}
+    tracking = build(TrackingConfig, params.get("tracking", {}))
+    tags = {"dataset": dataset, "method": method_name, "seed": seed, "sweep": label}
+    checkpoint = Checkpoint.load(
+        paths.checkpoint_file(out_dir), fingerprint(resolved, dict(inputs or {}))
+    )
+    name = run_name(dataset, method_name, seed, label)
+    with tracked_run(
+        name, tags, resolved, tracking, checkpoint.meta.get("mlflow_run_id")
+    ) as tracker:
 
-    from shpeft.tracking import tracked_run
+        def log_epoch(row: dict[str, Any]) -> None:
+            finite = {k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)}
+            tracker.log_metrics(finite, step=row["epoch"])
 
-    with tracked_run(run_name(dataset, method_name, seed), experiment, tags, resolved) as run:
-        import mlflow
-
+        if tracker.run_id is not None:
+            checkpoint.meta["mlflow_run_id"] = tracker.run_id
+        if checkpoint.state is not None and not tracker.continued:
+            for row in checkpoint.state["history"]:  # epochs before the crash, for the new run
+                log_epoch(row)
         started = time.perf_counter()
         result = fit(
             model,
@@ -104,9 +125,8 @@ def finetune(
             cfg,
             seed,
             device,
-            on_epoch=lambda row: mlflow.log_metrics(
-                {k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)}, step=row["epoch"]
-            ),
+            on_epoch=log_epoch,
+            checkpoint=checkpoint,
         )
         test_images, test_labels = data.part("test")
         prep = Preprocess(model, cfg.augment).to(device)
@@ -125,8 +145,10 @@ def finetune(
             "backbone_params": backbone_params,
         }
         resolved["train_seconds"] = time.perf_counter() - started
-        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
-        mlflow.log_metrics({k: float(v) for k, v in counts.items()})
+        tracker.log_metrics(
+            {f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)}
+            | {k: float(v) for k, v in counts.items()}
+        )
         out_dir = Path(out_dir)
         with atomic_path(out_dir) as tmp:
             tmp.mkdir()
@@ -137,16 +159,19 @@ def finetune(
                 tmp / "predictions.csv", index=False
             )
             method.save(model, tmp / method.trained_file, backbone_meta["sha256"])
-            write_json(
-                tmp / "mlflow.json",
-                {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id},
-            )
-            mlflow.log_artifact(str(tmp / "metrics.json"))
-            mlflow.log_artifact(str(tmp / "history.csv"))
-    log.info(
-        "%s: test accuracy %.4f", run_name(dataset, method_name, seed), test_metrics["accuracy"]
-    )
+            tracker.log_artifact(tmp / "metrics.json")
+            tracker.log_artifact(tmp / "history.csv")
+            write_json(tmp / "mlflow.json", tracker.record())
+        checkpoint.delete()
+    log.info("%s: test accuracy %.4f", name, test_metrics["accuracy"])
     return metrics
+
+
+def fingerprint(resolved: dict[str, Any], inputs: dict[str, Path]) -> str:
+    """What a saved training state must match to be resumed: the resolved config (data and
+    backbone hashes, method, training, device, versions) and the method's input files."""
+    bound = {"config": resolved, "inputs": {k: sha256_file(p) for k, p in inputs.items()}}
+    return hashlib.sha256(json.dumps(bound, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _versions() -> dict[str, str]:

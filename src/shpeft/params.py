@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +58,19 @@ def load_schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    """JSON Schema's `pattern`, whose `$` ends the string (Python's also matches before a final
+    newline, which would let a name ending in a newline into paths and shell commands)."""
+    if not validator.is_type(instance, "string"):
+        return
+    match = re.search(pattern, instance)
+    if match is None or (pattern.endswith("$") and match.end() != len(instance)):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "(top level)"
 
@@ -73,7 +87,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def validate(config: Mapping[str, Any], origin: str = "params") -> None:
     """Check `config` against the schema and its cross-references; one message names the key."""
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = Validator(load_schema())
     errors = list(validator.iter_errors(config))
     if errors:
         # The deepest error is the most specific one; ties go to the first reported.
@@ -92,11 +106,14 @@ def validate(config: Mapping[str, Any], origin: str = "params") -> None:
                     f"(defined: {defined})"
                 )
     _check_sparse_methods(config, origin)
+    _check_sweeps(config, origin)
 
 
 def _check_sparse_methods(config: Mapping[str, Any], origin: str) -> None:
     """Methods with a mask are listed under grid.sparse_methods, and their mask variant exists."""
     grid, methods = config["grid"], config["methods"]
+    if not run_methods(config):
+        raise ShpeftError(f"{origin}: key 'grid': no method to run in methods or sparse_methods")
     for name in grid["methods"]:
         if "mask" in methods[name]:
             raise ShpeftError(
@@ -113,6 +130,22 @@ def _check_sparse_methods(config: Mapping[str, Any], origin: str) -> None:
         if variant not in config.get("masks", {}):
             raise ShpeftError(
                 f"{origin}: key 'methods.{name}.mask': no mask variant '{variant}' under 'masks'"
+            )
+
+
+def _check_sweeps(config: Mapping[str, Any], origin: str) -> None:
+    """A sweep retrains a method with a mask, on datasets the grid scores."""
+    for name, sweep in config.get("sweeps", {}).items():
+        method = sweep["method"]
+        if "mask" not in config["methods"].get(method, {}):
+            raise ShpeftError(
+                f"{origin}: key 'sweeps.{name}.method': '{method}' is not a method with a mask"
+            )
+        outside = sorted(set(sweep["datasets"]) - set(config["grid"]["datasets"]))
+        if outside:
+            raise ShpeftError(
+                f"{origin}: key 'sweeps.{name}.datasets': {', '.join(outside)} not in "
+                "grid.datasets (the grid's score step rates their weights)"
             )
 
 

@@ -84,9 +84,42 @@ def comparisons_csv() -> Path:
     return tables_dir() / "comparisons.csv"
 
 
+def sweep_dir(sweep: str) -> Path:
+    return RESULTS / "sweeps" / sweep
+
+
+def sweep_point_dir(sweep: str, value: str, dataset: str) -> Path:
+    """One value of a sweep on one dataset: its mask and a run per seed."""
+    return sweep_dir(sweep) / "points" / value / dataset
+
+
+def sweep_mask_file(sweep: str, value: str, dataset: str) -> Path:
+    return sweep_point_dir(sweep, value, dataset) / "mask.safetensors"
+
+
+def sweep_mask_stats(sweep: str, value: str, dataset: str) -> Path:
+    return sweep_mask_file(sweep, value, dataset).with_suffix(".json")
+
+
+def sweep_run_dir(sweep: str, value: str, dataset: str, seed: int | str) -> Path:
+    return sweep_point_dir(sweep, value, dataset) / f"seed{seed}"
+
+
+def sweep_summary_dir(sweep: str) -> Path:
+    """The sweep's table and figure (`sweep.csv`, `sweep.md`, `sweep.png`, `sweep.pdf`)."""
+    return sweep_dir(sweep) / "summary"
+
+
 def bench_dir() -> Path:
     return RESULTS / "bench"
 
 
 def log_file(step: str, *names: str) -> Path:
     return RESULTS / "logs" / step / f"{'/'.join(names) or step}.log"
+
+
+def checkpoint_file(out_dir: str | Path) -> Path:
+    """A job's resumable training state for `out_dir`: under `.shpeft/`, since Snakemake and DVC
+    delete a job's outputs before running it (an absolute `out_dir` loses its root)."""
+    out = Path(out_dir)
+    return Path(".shpeft") / "checkpoints" / out.relative_to(out.anchor) / "state.pt"

@@ -229,6 +229,9 @@ tests over datasets and seeds (`results/tables/comparisons.csv`), settings
 ## Results
 
 {main}
+## Sweeps
+
+{_sweeps_section(params)}
 ## Failure cases
 
 The most confidently wrong test images per dataset: {", ".join(failures) or "none"}
@@ -246,16 +249,36 @@ Training per run:
 """
 
 
-def _html(markdown_text: str, figures_dir: Path) -> str:
+def _sweeps_section(params: dict[str, Any]) -> str:
+    from shpeft.sweeps import active_sweeps
+
+    parts = [
+        (paths.sweep_summary_dir(name) / "sweep.md").read_text() for name in active_sweeps(params)
+    ]
+    return "\n".join(parts) or "No sweep ran (`sweeps.*.values` empty).\n"
+
+
+def _figure_files(params: dict[str, Any]) -> list[Path]:
+    """Every PNG the report embeds: the figures step's, then each sweep's."""
+    from shpeft.sweeps import active_sweeps
+
+    sweeps = [paths.sweep_summary_dir(name) / "sweep.png" for name in active_sweeps(params)]
+    return [*sorted(paths.figures_dir().glob("*.png")), *sweeps]
+
+
+def _html(markdown_text: str, figures: list[Path]) -> str:
     from markdown_it import MarkdownIt
 
     body = MarkdownIt("commonmark").enable("table").render(markdown_text)
     images = []
-    for png in sorted(figures_dir.glob("*.png")):
+    for png in figures:
         data = base64.b64encode(png.read_bytes()).decode()
+        caption = (
+            png.stem if png.parent == paths.figures_dir() else f"sweep_{png.parent.parent.name}"
+        )
         images.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{png.stem}">'
-            f"<figcaption>{png.stem}</figcaption></figure>"
+            f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+            f"<figcaption>{caption}</figcaption></figure>"
         )
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
@@ -274,6 +297,6 @@ def write_report(params: dict[str, Any], params_files: list[str]) -> Path:
     with atomic_path(paths.report_dir()) as tmp:
         tmp.mkdir()
         (tmp / REPORT_MD).write_text(text)
-        (tmp / REPORT_HTML).write_text(_html(text, paths.figures_dir()))
+        (tmp / REPORT_HTML).write_text(_html(text, _figure_files(params)))
     log.info("report written to %s", paths.report_dir())
     return paths.report_dir() / REPORT_MD

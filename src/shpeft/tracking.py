@@ -5,6 +5,11 @@ every job finds it whatever its working directory); `MLFLOW_TRACKING_URI` overri
 team's `mlflow server`. Creating a fresh SQLite store runs schema migrations; concurrent first
 writes would corrupt it, so creation is serialised by a file lock and also done up front by the
 workflow (`shpeft tracking-init`).
+
+Tracking never stops a job: every call to the store is retried with exponential backoff (an
+SQLite database locked by parallel jobs, a server restarting). If the store stays unreachable the
+job still writes all its outputs, warns, and lists what was not logged in its `mlflow.json`.
+MLflow's own HTTP retries (minutes) are off unless `MLFLOW_HTTP_REQUEST_MAX_RETRIES` is set.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import contextlib
 import fcntl
 import logging
 import os
+import random
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,17 @@ log = logging.getLogger(__name__)
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 DEFAULT_EXPERIMENT = "shpeft"
+
+
+@dataclass
+class TrackingConfig:
+    #: MLflow experiment of the finetune runs.
+    experiment: str = DEFAULT_EXPERIMENT
+    #: Tries of each call to the store; once one call fails them all, the store counts as away
+    #: and the job's later calls are skipped, so tracking delays a job by one round at most.
+    tries: int = 5
+    #: Seconds before the second try, doubled before each next one (with jitter).
+    backoff: float = 0.5
 
 
 def tracking_uri() -> str:
@@ -65,19 +84,163 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-@contextlib.contextmanager
-def tracked_run(name: str, experiment: str, tags: dict[str, Any], params: dict[str, Any]):
-    """Start an MLflow run with tags and flattened params; yield it (`.info.run_id`)."""
-    import mlflow
+def _permanent(exc: Exception) -> bool:
+    """A request the store rejected (bad value, unknown run): trying again cannot help."""
+    from mlflow.exceptions import MlflowException
 
-    experiment_id = init_tracking(experiment)
-    tags = {**tags, "git_commit": git_commit()}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
-        mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
-        mlflow.log_params(flatten(params))
-        yield run
+    if not isinstance(exc, MlflowException):
+        return False
+    status = exc.get_http_status_code()
+    return 400 <= status < 500 and status != 429
+
+
+class Tracker:
+    """One MLflow run, logged to through retried calls; `missing` lists what was not logged."""
+
+    def __init__(self, cfg: TrackingConfig) -> None:
+        self.cfg = cfg
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        #: True when an earlier attempt's run (given to `start`) was found and continued.
+        self.continued = False
+        self.missing: list[str] = []
+        self.away: str | None = None
+        self._client: Any = None
+        self._jitter = random.Random()  # not the global RNG: training's stream stays untouched
+
+    def call(self, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`func(*args, **kwargs)` with retries; None, with `what` recorded, if it fails."""
+        if self.away is None:
+            for attempt in range(1, self.cfg.tries + 1):
+                try:
+                    return func(*args, **kwargs)
+                except Exception as exc:  # locked, refused, 5xx...: tracking must not end the job
+                    error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    if _permanent(exc):
+                        log.warning("MLflow: %s not logged (%s)", what, error)
+                        self.missing.append(what)
+                        return None
+                    if attempt < self.cfg.tries:
+                        delay = self.cfg.backoff * 2 ** (attempt - 1)
+                        log.debug("MLflow: %s failed (%s); retrying", what, error)
+                        time.sleep(delay * self._jitter.uniform(0.5, 1.5))
+            self.away = error
+            log.warning(
+                "MLflow: %s failed %d times (%s); not logging to %s for the rest of this job",
+                what,
+                self.cfg.tries,
+                error,
+                tracking_uri(),
+            )
+        self.missing.append(what)
+        return None
+
+    def start(
+        self, name: str, tags: dict[str, Any], params: dict[str, Any], run_id: str | None = None
+    ) -> None:
+        """Continue run `run_id` if the store still has it, else create a run; log tags, params."""
+        from mlflow.entities import Param, RunTag
+
+        # MLflow retries HTTP requests itself, for minutes; by default our backoff is the one.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        self.experiment_id = self.call("experiment", self._open)
+        if self.experiment_id is None:
+            self.missing.extend(["run", "params"])
+            return
+        tags = {k: str(v) for k, v in {**tags, "git_commit": git_commit()}.items() if v is not None}
+        if os.environ.get("DVC_EXP_NAME"):
+            tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+        if run_id is not None and self.call("continue run", self._continue, run_id):
+            self.run_id, self.continued = run_id, True
+            self._log_batch("tags", tags=[RunTag(k, v) for k, v in tags.items()])
+        else:
+            self.run_id = self.call("run", self._create, name, tags)
+        self._log_batch("params", params=[Param(k, v) for k, v in flatten(params).items()])
+
+    def _open(self) -> str:
+        from mlflow import MlflowClient
+
+        experiment_id = init_tracking(self.cfg.experiment)
+        self._client = MlflowClient(tracking_uri())
+        return experiment_id
+
+    def _create(self, name: str, tags: dict[str, str]) -> str:
+        from mlflow.tracking.context.registry import resolve_tags
+
+        # resolve_tags adds what `mlflow.start_run` would: user, source, its git commit.
+        run = self._client.create_run(self.experiment_id, run_name=name, tags=resolve_tags(tags))
+        return run.info.run_id
+
+    def _continue(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self._client.get_run(run_id)
+        except MlflowException as exc:
+            if _permanent(exc):
+                return False
+            raise
+        if run.info.experiment_id != self.experiment_id or run.info.lifecycle_stage != "active":
+            return False
+        self._client.update_run(run_id, status="RUNNING")
+        log.info("MLflow: continuing run %s", run_id)
+        return True
+
+    def _log_batch(self, what: str, **batch: Any) -> None:
+        if self.run_id is None:
+            self.missing.append(what)
+            return
+        self.call(what, self._client.log_batch, self.run_id, **batch)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        points = [Metric(k, float(v), stamp, step or 0) for k, v in metrics.items()]
+        self._log_batch("metrics" if step is None else f"metrics step {step}", metrics=points)
+
+    def log_artifact(self, path: str | Path) -> None:
+        what = f"artifact {Path(path).name}"
+        if self.run_id is None:
+            self.missing.append(what)
+            return
+        self.call(what, self._client.log_artifact, self.run_id, str(path))
+
+    def end(self, status: str) -> None:
+        if self.run_id is not None:
+            self.call("run status", self._client.set_terminated, self.run_id, status)
+        if self.missing:
+            log.warning("MLflow: not logged to %s: %s", tracking_uri(), ", ".join(self.missing))
+
+    def record(self) -> dict[str, Any]:
+        """What the run directory keeps about tracking (`mlflow.json`)."""
+        return {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "tracking_uri": tracking_uri(),
+            "logged": not self.missing,
+            "missing": self.missing,
+        }
+
+
+@contextlib.contextmanager
+def tracked_run(
+    name: str,
+    tags: dict[str, Any],
+    params: dict[str, Any],
+    cfg: TrackingConfig,
+    run_id: str | None = None,
+) -> Iterator[Tracker]:
+    """Start (or continue `run_id`, an earlier attempt's) run; end it FINISHED or FAILED."""
+    tracker = Tracker(cfg)
+    tracker.start(name, tags, params, run_id)
+    status = "FAILED"
+    try:
+        yield tracker
+        status = "FINISHED"
+    finally:
+        tracker.end(status)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -8,13 +8,16 @@ The epoch with the best validation score is kept; the test split is never seen h
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import pickle
 import random
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shpeft.errors import ShpeftError
+from shpeft.fileio import atomic_path
 from shpeft.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -97,13 +101,15 @@ class Preprocess(nn.Module):
     def forward(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        # Normalised last, in place: resampling weights sum to one, so the result is the same as
+        # normalising first, without two more full-size tensors (the CPU path is memory-bound).
+        x = images.permute(0, 3, 1, 2).to(torch.float32, copy=True)
         if generator is None:
             if x.shape[-2:] != self.size:
                 x = F.interpolate(
                     x, size=self.size, mode="bilinear", antialias=True, align_corners=False
                 )
-            return x
+            return x.sub_(self.mean).div_(self.std)
         n, aug = x.shape[0], self.augment
 
         def uniform(low: float, high: float) -> torch.Tensor:
@@ -117,9 +123,8 @@ class Preprocess(nn.Module):
         theta[:, 0, 2] = uniform(-2 * aug.translate, 2 * aug.translate)
         theta[:, 1, 2] = uniform(-2 * aug.translate, 2 * aug.translate)
         grid = F.affine_grid(theta.to(x.device), [n, 3, *self.size], align_corners=False)
-        return F.grid_sample(
-            x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
-        )
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        return x.sub_(self.mean).div_(self.std)
 
 
 def param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
@@ -188,6 +193,74 @@ def _better(new: dict[str, float], best: dict[str, float] | None, select: str) -
     return (new[select], -new["loss"]) > (best[select], -best["loss"])
 
 
+@dataclass
+class Checkpoint:
+    """Where `fit` saves its state at every epoch's end, so that a killed job resumes there.
+
+    The file holds the trainable parameters only, with the optimizer, scheduler and every RNG.
+    `fingerprint` binds it to one job: a state saved under another is deleted, not resumed.
+    """
+
+    path: Path
+    fingerprint: str
+    #: Saved with the state and restored by `load` (finetune keeps its MLflow run id here).
+    meta: dict[str, str] = field(default_factory=dict)
+    #: The state `fit` resumes from, set by `load`; None to start afresh.
+    state: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, path: Path, fingerprint: str) -> Checkpoint:
+        checkpoint = cls(Path(path), fingerprint)
+        if not checkpoint.path.is_file():
+            return checkpoint
+        try:  # weights_only: tensors and plain containers, no pickled code runs
+            state = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            log.warning("%s cannot be read (%s): deleted", checkpoint.path, type(exc).__name__)
+            checkpoint.delete()
+            return checkpoint
+        if state.get("fingerprint") != fingerprint:
+            log.warning("%s was saved for another configuration: deleted", checkpoint.path)
+            checkpoint.delete()
+            return checkpoint
+        checkpoint.meta, checkpoint.state = dict(state["meta"]), state
+        return checkpoint
+
+    def save(self, state: dict[str, Any]) -> None:
+        with atomic_path(self.path) as tmp:
+            torch.save({**state, "fingerprint": self.fingerprint, "meta": self.meta}, tmp)
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the job's own directory, if nothing else is there
+            self.path.parent.rmdir()
+
+
+def _rng_state(order: torch.Generator) -> dict[str, Any]:
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))
+    state = {
+        "python": random.getstate(),
+        "numpy": numpy_state,
+        "torch": torch.get_rng_state(),
+        "order": order.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], order: torch.Generator) -> None:
+    random.setstate(state["python"])
+    numpy_state = state["numpy"]
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].numpy().astype(np.uint32)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(state["torch"])
+    order.set_state(state["order"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def fit(
     model: nn.Module,
     train: tuple[np.ndarray, np.ndarray],
@@ -196,8 +269,12 @@ def fit(
     seed: int,
     device: torch.device,
     on_epoch=None,
+    checkpoint: Checkpoint | None = None,
 ) -> FitResult:
-    """Train the parameters of `model` that require grad; keep the best epoch on `val`."""
+    """Train the parameters of `model` that require grad; keep the best epoch on `val`.
+
+    With a `checkpoint`, resume from its state and save the state after every epoch.
+    """
     if cfg.select not in SELECT_METRICS:
         raise ShpeftError(f"finetune.select: '{cfg.select}' is not one of {SELECT_METRICS}")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -216,7 +293,20 @@ def fit(
     order = torch.Generator().manual_seed(seed)
     labels_t = torch.from_numpy(labels).long()
     history, best, best_epoch, best_state = [], None, 0, {}
-    for epoch in range(1, cfg.epochs + 1):
+    done = 0
+    if checkpoint is not None and checkpoint.state is not None:
+        state, checkpoint.state = checkpoint.state, None
+        with torch.no_grad():
+            for name, param in named:
+                param.copy_(state["trainable"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], order)
+        done, history, best = state["epoch"], state["history"], state["best"]
+        best_epoch = state["best_epoch"]
+        best_state = {n: t.to(device) for n, t in state["best_state"].items()}
+        log.info("resuming after epoch %d/%d from %s", done, cfg.epochs, checkpoint.path)
+    for epoch in range(done + 1, cfg.epochs + 1):
         model.train()
         start = time.perf_counter()
         permutation = torch.randperm(len(images), generator=order)[
@@ -267,6 +357,20 @@ def fit(
         )
         if on_epoch is not None:
             on_epoch(row)
+        if checkpoint is not None:
+            checkpoint.save(
+                {
+                    "epoch": epoch,
+                    "trainable": {n: p.detach() for n, p in named},
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(order),
+                    "history": history,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "best_state": best_state,
+                }
+            )
     with torch.no_grad():
         for name, param in named:
             param.copy_(best_state[name])

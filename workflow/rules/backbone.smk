@@ -8,6 +8,8 @@ rule backbone:
     threads: workflow.cores
     resources:
         gpu=1,
+        runtime=config["resources"]["backbone"]["runtime"],
+        mem_mb=config["resources"]["backbone"]["mem_mb"],
     params:
         backbone=config["backbone"],
     shell:

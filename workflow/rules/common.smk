@@ -5,6 +5,7 @@ from itertools import product
 from shpeft import paths
 from shpeft.errors import ShpeftError
 from shpeft.params import run_methods, validate
+from shpeft.sweeps import point as sweep_point
 
 try:
     validate(config, origin="config (params.yaml + --configfile)")
@@ -18,6 +19,8 @@ wildcard_constraints:
     method="[A-Za-z0-9][A-Za-z0-9_-]*",
     seed="[0-9]+",
     variant="[A-Za-z0-9][A-Za-z0-9_-]*",
+    sweep="budget|rho",
+    value="[0-9][0-9.e+-]*",
 
 
 # Commands read the same layered params as this workflow: params.yaml, then each --configfile.
@@ -69,6 +72,39 @@ def dataset_params(wildcards):
 
 def method_params(wildcards):
     return config["methods"][wildcards.method]
+
+
+def sweep_method(wildcards):
+    return config["sweeps"][wildcards.sweep]["method"]
+
+
+def sweep_method_params(wildcards):
+    return config["methods"][sweep_method(wildcards)]
+
+
+def sweep_mask_params(wildcards):
+    """The mask config of the point itself, so a change its value overrides reruns nothing."""
+    found = sweep_point(config, f"{wildcards.sweep}={wildcards.value}")
+    return dict(sorted(found.params["masks"][found.variant].items()))  # as compared: in order
+
+
+def sweep_run_dirs(wildcards):
+    sweep = config["sweeps"][wildcards.sweep]
+    return [
+        str(paths.sweep_run_dir(wildcards.sweep, str(value), dataset, seed))
+        for value, dataset, seed in product(
+            sweep["values"], sweep["datasets"], sweep["seeds"]
+        )
+    ]
+
+
+def sweep_summaries():
+    """The summary of every sweep with values (Python's str() of a value names its folder)."""
+    return [
+        str(paths.sweep_summary_dir(name))
+        for name, sweep in config.get("sweeps", {}).items()
+        if sweep["values"]
+    ]
 
 
 def finetune_inputs(wildcards):

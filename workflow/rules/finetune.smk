@@ -10,6 +10,8 @@ rule finetune:
     threads: 1
     resources:
         gpu=1,
+        runtime=config["resources"]["finetune"]["runtime"],
+        mem_mb=config["resources"]["finetune"]["mem_mb"],
     params:
         method=method_params,
         finetune=config["finetune"],

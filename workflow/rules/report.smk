@@ -2,6 +2,7 @@ rule report:
     input:
         tables=paths.tables_dir(),
         figures=paths.figures_dir(),
+        sweeps=sweep_summaries(),
         data=data_dirs(),
         importance=importance_dirs(),
         backbone=paths.backbone_dir(),

@@ -11,6 +11,8 @@ rule score:
     threads: 1
     resources:
         gpu=1,
+        runtime=config["resources"]["score"]["runtime"],
+        mem_mb=config["resources"]["score"]["mem_mb"],
     params:
         score=config.get("score", {}),
     shell:

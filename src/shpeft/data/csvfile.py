@@ -30,13 +30,20 @@ def load_csv(cfg: CsvConfig) -> RawDataset:
     manifest = root / cfg.manifest
     if not manifest.is_file():
         raise ShpeftError(f"{manifest}: CSV manifest not found")
-    with open(manifest, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or not {"path", "label"} <= set(rows[0]):
+    try:
+        with open(manifest, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = [(reader.line_num, row) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ShpeftError(f"{manifest}: not a readable UTF-8 CSV file ({exc})") from None
+    if not rows or not {"path", "label"} <= set(rows[0][1]):
         raise ShpeftError(f"{manifest}: needs a header with columns path,label[,split]")
-    class_names = sorted({row["label"] for row in rows})
+    for line, row in rows:
+        if not row["path"] or not row["label"]:
+            raise ShpeftError(f"{manifest}:{line}: the row needs a path and a label")
+    class_names = sorted({row["label"] for _, row in rows})
     entries = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         split = (row.get("split") or "").strip()
         if split and split not in SPLITS:
             raise ShpeftError(f"{manifest}:{line}: split '{split}' is not one of {SPLITS}")

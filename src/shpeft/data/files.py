@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,13 +35,16 @@ def collect(
     image_size: int,
     extra_files: Sequence[Path] = (),
 ) -> RawDataset:
-    """Decode `(path, label, split)` entries into a RawDataset, hashing every file read."""
+    """Decode `(path, label, split)` entries into a RawDataset, hashing every file read.
+
+    Messages about the dataset as a whole name the first of `extra_files` (a manifest), else `root`.
+    """
     for path, _, _ in entries:
         if not path.resolve().is_relative_to(root):
             raise ShpeftError(f"{path}: refused, it resolves outside the data root {root}")
     images = np.stack([read_image(path, image_size) for path, _, _ in entries])
     hashes = {
-        str(p.relative_to(root)): sha256_file(p) for p in [*extra_files, *(e[0] for e in entries)]
+        os.path.relpath(p, root): sha256_file(p) for p in [*extra_files, *(e[0] for e in entries)]
     }
     splits = {split for _, _, split in entries}
     return RawDataset(
@@ -50,4 +54,5 @@ def collect(
         split=np.array([split for _, _, split in entries], dtype=np.int8),
         source_files=hashes,
         split_origin="official" if UNASSIGNED not in splits else "stratified",
+        origin=str(extra_files[0] if extra_files else root),
     )

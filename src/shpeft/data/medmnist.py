@@ -54,15 +54,37 @@ def _download(name: str, size: int, root: Path) -> None:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The six arrays of an official file, never unpickling anything.
+
+    A corrupt file surfaces as many exception types (from zipfile, zlib and numpy's header
+    parser); each becomes one message naming the file and, where known, the array.
+    """
     keys = [f"{split}_{part}" for split in SPLITS for part in ("images", "labels")]
+    if not zipfile.is_zipfile(path):  # np.load would read a .npy or refuse a pickle instead
+        raise ShpeftError(f"{path}: not an npz archive (truncated, or another format)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in keys if key not in npz.files]
-            if missing:
-                raise ShpeftError(f"{path}: missing array(s) {', '.join(missing)}")
-            return {key: npz[key] for key in keys}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise ShpeftError(f"{path}: corrupt or truncated npz ({exc})") from None
+        npz = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise ShpeftError(f"{path}: corrupt npz ({_brief(exc)})") from None
+    with npz:
+        missing = [key for key in keys if key not in npz.files]
+        if missing:
+            raise ShpeftError(f"{path}: missing array(s) {', '.join(missing)}")
+        arrays = {}
+        for key in keys:
+            try:
+                arrays[key] = npz[key]
+            except Exception as exc:  # also the refusal of an object array (ragged images)
+                raise ShpeftError(
+                    f"{path}: array '{key}' is corrupt or not a plain numeric array ({_brief(exc)})"
+                ) from None
+    return arrays
+
+
+def _brief(exc: Exception) -> str:
+    """The type and first line of an error, printable (numpy may quote a garbled header)."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {ascii(lines[0] if lines else '')[1:-1][:160]}"
 
 
 @register_source("medmnist", MedMNISTConfig)
@@ -81,12 +103,15 @@ def load_medmnist(cfg: MedMNISTConfig) -> RawDataset:
     ]
     images, labels, split = [], [], []
     for index, name in enumerate(SPLITS):
-        part = arrays[f"{name}_images"]
-        label = arrays[f"{name}_labels"].reshape(len(part), -1)
-        if label.shape[1] != 1:
-            raise ShpeftError(f"{path}: {name}_labels has {label.shape[1]} columns; expected one")
-        images.append(array_to_rgb(part, cfg.image_size, f"{path}:{name}_images"))
-        labels.append(label[:, 0].astype(np.int64))
+        part = array_to_rgb(arrays[f"{name}_images"], cfg.image_size, f"{path}:{name}_images")
+        label, n = arrays[f"{name}_labels"], len(part)
+        if not np.issubdtype(label.dtype, np.integer) or label.shape not in ((n,), (n, 1)):
+            raise ShpeftError(
+                f"{path}: {name}_labels is {label.dtype} {label.shape}; expected integers "
+                f"shaped ({n}, 1), one per image of {name}_images"
+            )
+        images.append(part)
+        labels.append(label.reshape(-1).astype(np.int64))
         split.append(np.full(len(part), index, dtype=np.int8))
     return RawDataset(
         images=np.concatenate(images),
@@ -94,4 +119,5 @@ def load_medmnist(cfg: MedMNISTConfig) -> RawDataset:
         class_names=class_names,
         split=np.concatenate(split),
         source_files={path.name: sha256_file(path)},
+        origin=str(path),
     )

@@ -68,23 +68,25 @@ def check(raw: RawDataset, name: str) -> None:
     n = len(raw.images)
     if raw.images.dtype != np.uint8 or raw.images.ndim != 4 or raw.images.shape[-1] != 3:
         raise ShpeftError(
-            f"dataset '{name}': images must be (N, S, S, 3) uint8, got {raw.images.shape}"
+            f"{raw.origin}: dataset '{name}': images must be (N, S, S, 3) uint8, "
+            f"got {raw.images.shape}"
         )
     if len(raw.labels) != n or len(raw.split) != n:
-        raise ShpeftError(f"dataset '{name}': {n} images but {len(raw.labels)} labels")
+        raise ShpeftError(f"{raw.origin}: dataset '{name}': {n} images, {len(raw.labels)} labels")
     bad = np.flatnonzero((raw.labels < 0) | (raw.labels >= len(raw.class_names)))
     if len(bad):
-        files = ", ".join(raw.source_files) or "generated data"
         raise ShpeftError(
-            f"dataset '{name}' ({files}): label {int(raw.labels[bad[0]])} at index {int(bad[0])} "
-            f"is outside the class list 0..{len(raw.class_names) - 1} {raw.class_names}"
+            f"{raw.origin}: dataset '{name}': label {int(raw.labels[bad[0]])} at index "
+            f"{int(bad[0])} is outside the class list 0..{len(raw.class_names) - 1} "
+            f"{raw.class_names}"
         )
     for index, split in enumerate(SPLITS):
         present = set(np.unique(raw.labels[raw.split == index]).tolist())
         missing = [raw.class_names[c] for c in range(len(raw.class_names)) if c not in present]
         if missing:
             raise ShpeftError(
-                f"dataset '{name}': split '{split}' has no example of class(es) {missing}"
+                f"{raw.origin}: dataset '{name}': split '{split}' has no example of "
+                f"class(es) {missing}"
             )
 
 
@@ -103,7 +105,7 @@ def prepare(name: str, params: dict[str, Any], out_dir: str | Path) -> dict[str,
     cfg = dataset_config(params)
     raw = get_source(cfg.source).load(cfg)
     if len(raw.images) == 0:
-        raise ShpeftError(f"dataset '{name}': the source yielded no images")
+        raise ShpeftError(f"{raw.origin}: dataset '{name}': the source yielded no images")
     raw.split_origin = finalise_split(raw, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     check(raw, name)
     out_dir = Path(out_dir)

@@ -46,6 +46,8 @@ class RawDataset:
     #: Every file the data came from, relative path -> sha256 (empty for generated data).
     source_files: dict[str, str] = field(default_factory=dict)
     split_origin: str = "official"
+    #: The file or folder the data came from, named in messages about its content.
+    origin: str = "generated data"
 
 
 Loader = Callable[[Any], RawDataset]

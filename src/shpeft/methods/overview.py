@@ -7,6 +7,8 @@ a randomly initialised ViT-B/16 has the shapes of the real one.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 from torch import nn
@@ -46,6 +48,35 @@ def overview(params: dict[str, Any], model: nn.Module) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+#: Columns of the location heatmap: the eligible linear layers of a block, then anything else.
+KINDS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2", "other")
+OUTSIDE = -1
+
+
+def locations(model: nn.Module) -> Counter[tuple[int, str]]:
+    """Trainable backbone parameters per (block, kind); block -1 is outside the blocks.
+
+    A parameter belongs to the block and layer its name sits under (an injected LoRA matrix,
+    sparse delta or SSF scale under `blocks.3.attn.qkv` counts there). VPT-deep's prompts are one
+    tensor with a row per block, so they are split by row.
+    """
+    head = head_names(model)
+    counts: Counter[tuple[int, str]] = Counter()
+    for name, param in model.named_parameters():
+        if not param.requires_grad or name in head:
+            continue
+        if name.endswith("prompts") and param.ndim == 3 and param.shape[0] > 1:
+            for block in range(param.shape[0]):
+                counts[block, "other"] += param[block].numel()
+            continue
+        found = re.match(r"blocks\.(\d+)\.(?:(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.)?", name)
+        if found is None:
+            counts[OUTSIDE, "other"] += param.numel()
+        else:
+            counts[int(found[1]), found[2] or "other"] += param.numel()
+    return counts
 
 
 def _describe(mask: MaskConfig) -> str:

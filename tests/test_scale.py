@@ -1,0 +1,104 @@
+"""Running at scale: the SLURM profile plans the workflow; results round-trip a DVC remote."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, TINY
+from shpeft.params import load_params
+
+pytestmark = pytest.mark.slow
+BIN = str(Path(sys.executable).parent)
+
+
+def sh(*args: str, **env: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
+    )
+    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout[-3000:]}{result.stderr}"
+    return result
+
+
+def use_tiny_params(project: Path) -> None:
+    params = load_params([project / "params.yaml", TINY])
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def gpu_rules() -> set[str]:
+    """Rules declaring `gpu=1` in workflow/rules/*.smk."""
+    rules = set()
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^(?=rule )", smk.read_text(), flags=re.M):
+            if re.search(r"^\s+gpu=1,", block, re.M):
+                rules.add(re.match(r"rule (\w+):", block)[1])
+    return rules
+
+
+def test_slurm_profile_asks_one_gpu_for_every_gpu_rule():
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert {"backbone", "score", "finetune"} <= gpu_rules()
+    for rule in gpu_rules():
+        assert profile["set-resources"][rule]["gpu"] == 1, rule  # the plugin's `--gpus=1`
+
+
+def test_slurm_profile_plans_every_job_without_sbatch(project):
+    """A dry run needs neither sbatch nor sinfo; resources come from the profile and env."""
+    assert shutil.which("sbatch") is None, "this test checks a machine without SLURM"
+    use_tiny_params(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    out = sh(
+        "snakemake",
+        "--workflow-profile",
+        "profiles/slurm",
+        "--dry-run",
+        SBATCH_ACCOUNT="lab",
+        SBATCH_PARTITION="cpu",
+        SHPEFT_GPU_PARTITION="gpu",
+    )
+    assert "workflow specific profile profiles/slurm" in out.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[1], re.M))
+    assert (counts["prepare"], counts["backbone"], counts["finetune"]) == ("2", "1", "6")
+    for block in out.stdout.split("\n\n"):
+        rule = re.search(r"^rule (\w+):", block, re.M)
+        if rule is None or rule[1] == "all":
+            continue
+        resources = dict(re.findall(r"(\w+)=([^,\s]+)", block.split("resources:")[1]))
+        assert resources["slurm_account"] == "lab", block
+        gpu = rule[1] in gpu_rules()
+        assert resources.get("gpu") == ("1" if gpu else None), block
+        assert resources["slurm_partition"] == ("gpu" if gpu else "cpu"), block
+        step = {"backbone": "backbone", "score": "score"}.get(rule[1], "finetune" if gpu else None)
+        asked = params["resources"][step] if step else {"runtime": 30, "mem_mb": 4000}
+        assert resources["runtime"] == str(asked["runtime"]), block  # params, else the profile
+        assert resources["mem_mb"] == str(asked["mem_mb"]), block
+
+
+def test_results_round_trip_a_dvc_remote(project, tmp_path):
+    use_tiny_params(project)
+    sh("dvc", "repro", "prepare")
+    outputs = sorted(p for p in (project / "results" / "data").rglob("*") if p.is_file())
+    assert len(outputs) == 2 * 4  # images, labels, split, manifest per dataset
+    saved = tmp_path / "saved"
+    shutil.copytree(project / "results", saved)
+    sh("dvc", "remote", "add", "-d", "store", str(tmp_path / "remote"))
+    sh("dvc", "push", "prepare")
+    shutil.rmtree(project / "results" / "data")
+    shutil.rmtree(project / ".dvc" / "cache")
+    sh("dvc", "pull", "prepare")
+    for path in outputs:
+        assert filecmp.cmp(path, saved / path.relative_to(project / "results"), shallow=False)
+    status = sh("dvc", "status", *(f"prepare@{d}" for d in ("tiny_us", "tiny_derm"))).stdout
+    assert "up to date" in status, status

@@ -1,0 +1,116 @@
+"""Tracking: MLflow calls are retried, parallel jobs log every point, and an unreachable store
+costs a job nothing but a warning and a list of what was not logged."""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import sqlite3
+import time
+
+import pytest
+
+from shpeft import paths
+from shpeft.fileio import read_json
+from shpeft.params import field_names, load_schema
+from shpeft.tracking import Tracker, TrackingConfig, init_tracking, tracked_run, tracking_uri
+
+FAST = TrackingConfig(tries=3, backoff=0.01)
+
+
+def failing(times: int, error: Exception):
+    """A function that raises `error` its first `times` calls, then returns the call count."""
+    calls = []
+
+    def func():
+        calls.append(1)
+        if len(calls) <= times:
+            raise error
+        return len(calls)
+
+    return func, calls
+
+
+def test_schema_matches_tracking_config():
+    assert set(load_schema()["properties"]["tracking"]["properties"]) == field_names(TrackingConfig)
+
+
+def test_transient_errors_are_retried():
+    tracker = Tracker(FAST)
+    func, calls = failing(2, sqlite3.OperationalError("database is locked"))
+    assert tracker.call("metrics", func) == 3
+    assert tracker.missing == [] and tracker.away is None
+
+
+def test_persistent_errors_give_up_once_then_skip(caplog):
+    tracker = Tracker(FAST)
+    func, calls = failing(99, ConnectionRefusedError("refused"))
+    assert tracker.call("params", func) is None and len(calls) == 3
+    assert "params failed 3 times (ConnectionRefusedError: refused)" in caplog.text
+    assert tracker.call("metrics step 1", func) is None and len(calls) == 3, "not tried again"
+    assert tracker.missing == ["params", "metrics step 1"]
+
+
+def test_rejected_calls_are_not_retried():
+    from mlflow.exceptions import MlflowException
+
+    tracker = Tracker(FAST)
+    func, calls = failing(99, MlflowException.invalid_parameter_value("changed value"))
+    assert tracker.call("params", func) is None and len(calls) == 1
+    assert tracker.missing == ["params"] and tracker.away is None
+
+
+STEPS = 500
+JOBS = 16
+
+
+def _log_steps(job: int) -> tuple[str | None, list[str]]:
+    with tracked_run(f"job{job}", {"job": job}, {"job": job}, TrackingConfig()) as tracker:
+        for step in range(1, STEPS + 1):
+            tracker.log_metrics({"loss": 1 / step, "job": job}, step=step)
+    return tracker.run_id, tracker.missing
+
+
+@pytest.mark.slow
+def test_parallel_jobs_log_every_point_to_sqlite(in_tmp):
+    """16 processes share the default SQLite store (the workflow's parallel finetune jobs)."""
+    from mlflow import MlflowClient
+
+    # The store is created by a process of its own, as `shpeft tracking-init` does; the workers
+    # are forked from a parent that never opened it.
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(1) as pool:
+        pool.apply(init_tracking)
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(JOBS) as pool:
+        results = pool.map(_log_steps, range(JOBS))
+    print(f"{JOBS} jobs x {STEPS} steps: {time.perf_counter() - started:.1f} s")
+    assert [missing for _, missing in results] == [[]] * JOBS
+    client = MlflowClient(tracking_uri())
+    for run_id, _ in results:
+        history = client.get_metric_history(run_id, "loss")
+        assert sorted(m.step for m in history) == list(range(1, STEPS + 1))
+
+
+def test_finetune_without_a_reachable_server_writes_outputs(in_tmp, tiny_params, monkeypatch):
+    from shpeft.backbone import BackboneConfig, build_backbone
+    from shpeft.data.prepare import prepare
+    from shpeft.finetune import finetune
+    from shpeft.params import build
+
+    params = copy.deepcopy(tiny_params)
+    params["backbone"]["weights"] = "none"
+    params["tracking"].update(tries=2, backoff=0.05)
+    prepare("tiny_us", params["datasets"]["tiny_us"], paths.data_dir("tiny_us"))
+    build_backbone(build(BackboneConfig, params["backbone"]), paths.backbone_dir())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    out = in_tmp / "run"
+    started = time.perf_counter()
+    finetune("tiny_us", "linear", 0, params, paths.data_dir("tiny_us"), paths.backbone_dir(), out)
+    assert time.perf_counter() - started < 20
+    assert (out / "metrics.json").is_file() and (out / "predictions.csv").is_file()
+    record = read_json(out / "mlflow.json")
+    assert record["run_id"] is None and record["logged"] is False
+    assert {"run", "params", "metrics step 1", "artifact metrics.json"} <= set(record["missing"])
