@@ -69,6 +69,9 @@ def test_slurm_profile_plans_every_job_without_sbatch(project):
         SHPEFT_GPU_PARTITION="gpu",
     )
     assert "workflow specific profile profiles/slurm" in out.stderr
+    # As a user profile too (the issue's `--profile`), though profiles/default then adds its
+    # global gpu=1 limit: the README asks for --workflow-profile.
+    assert "Job stats:" in sh("snakemake", "--profile", "profiles/slurm", "--dry-run").stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[1], re.M))
     assert (counts["prepare"], counts["backbone"], counts["finetune"]) == ("2", "1", "6")
     for block in out.stdout.split("\n\n"):
