@@ -46,6 +46,18 @@ def _save(figure: plt.Figure, out: Path, name: str) -> None:
     plt.close(figure)
 
 
+def _panels(count: int, width: float, height: float) -> tuple[plt.Figure, list[plt.Axes]]:
+    """`count` panels, five to a row; the grid's unused places are left blank."""
+    columns = min(5, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(width * columns, height * rows), squeeze=False
+    )
+    for ax in list(axes.flat)[count:]:
+        ax.axis("off")
+    return figure, list(axes.flat)[:count]
+
+
 def accuracy_bars(details: pd.DataFrame, out: Path) -> None:
     """Test accuracy per method, one panel per dataset, with bootstrap intervals."""
     datasets = list(dict.fromkeys(details["dataset"]))
@@ -144,10 +156,8 @@ def trainable_locations(found: dict[str, Counter], out: Path) -> None:
     if not shown:
         log.info("trainable_locations: no method of the grid trains backbone weights")
         return
-    columns = min(5, len(shown))
-    rows = -(-len(shown) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.9 * columns, 2.9 * rows), squeeze=False)
-    for ax, (name, counts) in zip(axes.flat, shown.items(), strict=False):
+    figure, axes = _panels(len(shown), 2.9, 2.9)
+    for ax, (name, counts) in zip(axes, shown.items(), strict=False):
         blocks = max((b for b, _ in counts), default=OUTSIDE) + 1
         order = [*range(blocks), OUTSIDE]
         matrix = np.array([[counts.get((b, k), 0) for k in KINDS] for b in order], float)
@@ -166,8 +176,6 @@ def trainable_locations(found: dict[str, Counter], out: Path) -> None:
         ax.set_title(name, fontsize=8)
         ax.set(xlabel="", ylabel="block")
         ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(shown) :]:
-        ax.axis("off")
     figure.suptitle("Share of each method's trainable backbone parameters", fontsize=9)
     figure.tight_layout()
     _save(figure, out, "trainable_locations")
@@ -207,12 +215,8 @@ def confusions(details: pd.DataFrame, class_names: dict[str, list[str]], out: Pa
     """Per dataset, one confusion matrix per method (rows: true class), summed over seeds."""
     for dataset, frame in details.groupby("dataset", sort=False):
         methods = list(dict.fromkeys(frame["method"]))
-        columns = min(5, len(methods))
-        rows = -(-len(methods) // columns)
-        figure, axes = plt.subplots(
-            rows, columns, figsize=(2.6 * columns, 2.4 * rows), squeeze=False
-        )
-        for ax, method in zip(axes.flat, methods, strict=False):
+        figure, axes = _panels(len(methods), 2.6, 2.4)
+        for ax, method in zip(axes, methods, strict=False):
             matrices = [
                 np.array(json.loads(c)) for c in frame[frame["method"] == method]["confusion"]
             ]
@@ -230,8 +234,7 @@ def confusions(details: pd.DataFrame, class_names: dict[str, list[str]], out: Pa
             )
             ax.set_title(method, fontsize=8)
             ax.tick_params(labelsize=6)
-        for ax in list(axes.flat)[len(methods) :]:
-            ax.axis("off")
+        figure.tight_layout()
         _save(figure, out, f"confusion_{dataset}")
 
 
