@@ -86,6 +86,8 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         table = pd.read_csv(summary_dir / "sweep.csv")
         assert list(table["value"]) == values and table["accuracy"].between(0, 1).all()
         assert (summary_dir / "sweep.pdf").read_bytes().startswith(b"%PDF-")
+        with Image.open(summary_dir / "sweep.png") as image:
+            assert image.convert("L").getextrema()[0] < 255, sweep  # not blank
         assert f"Sweep of `{sweep}`" in report
     html = (project / "results" / "report" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(list(figures.glob("*.png"))) + 2
