@@ -15,6 +15,7 @@ Each figure is written as PNG and PDF under `results/figures/`:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections import Counter
@@ -137,14 +138,14 @@ def method_locations(params: dict[str, Any]) -> dict[str, Counter]:
     from shpeft.methods.registry import RunContext, create_method
 
     datasets, seed = params["grid"]["datasets"], params["seeds"][0]
+    backbone, meta = load_backbone(paths.backbone_dir(), 2)
     found: dict[str, Counter] = {}
     for name in run_methods(params):
         entry = params["methods"][name]
         found[name] = Counter()
         for dataset in datasets if "mask" in entry else datasets[:1]:
-            model, meta = load_backbone(paths.backbone_dir(), 2)
             ctx = RunContext(dataset, seed, meta, paths.method_inputs(dataset, entry))
-            found[name] += locations(create_method(entry).apply(model, ctx))
+            found[name] += locations(create_method(entry).apply(copy.deepcopy(backbone), ctx))
     return found
 
 

@@ -258,24 +258,23 @@ def _sweeps_section(params: dict[str, Any]) -> str:
     return "\n".join(parts) or "No sweep ran (`sweeps.*.values` empty).\n"
 
 
-def _figure_files(params: dict[str, Any]) -> list[Path]:
-    """Every PNG the report embeds: the figures step's, then each sweep's."""
+def _figure_files(params: dict[str, Any]) -> dict[str, Path]:
+    """Every PNG the report embeds, by caption: the figures step's, then each sweep's."""
     from shpeft.sweeps import active_sweeps
 
-    sweeps = [paths.sweep_summary_dir(name) / "sweep.png" for name in active_sweeps(params)]
-    return [*sorted(paths.figures_dir().glob("*.png")), *sweeps]
+    figures = {png.stem: png for png in sorted(paths.figures_dir().glob("*.png"))}
+    for name in active_sweeps(params):
+        figures[f"sweep_{name}"] = paths.sweep_summary_dir(name) / "sweep.png"
+    return figures
 
 
-def _html(markdown_text: str, figures: list[Path]) -> str:
+def _html(markdown_text: str, figures: dict[str, Path]) -> str:
     from markdown_it import MarkdownIt
 
     body = MarkdownIt("commonmark").enable("table").render(markdown_text)
     images = []
-    for png in figures:
+    for caption, png in figures.items():
         data = base64.b64encode(png.read_bytes()).decode()
-        caption = (
-            png.stem if png.parent == paths.figures_dir() else f"sweep_{png.parent.parent.name}"
-        )
         images.append(
             f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
             f"<figcaption>{caption}</figcaption></figure>"

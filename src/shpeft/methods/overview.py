@@ -53,6 +53,7 @@ def overview(params: dict[str, Any], model: nn.Module) -> list[dict[str, Any]]:
 #: Columns of the location heatmap: the eligible linear layers of a block, then anything else.
 KINDS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2", "other")
 OUTSIDE = -1
+_LOCATION = re.compile(rf"blocks\.(\d+)\.(?:({'|'.join(map(re.escape, KINDS[:-1]))})\.)?")
 
 
 def locations(model: nn.Module) -> Counter[tuple[int, str]]:
@@ -71,7 +72,7 @@ def locations(model: nn.Module) -> Counter[tuple[int, str]]:
             for block in range(param.shape[0]):
                 counts[block, "other"] += param[block].numel()
             continue
-        found = re.match(r"blocks\.(\d+)\.(?:(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.)?", name)
+        found = _LOCATION.match(name)
         if found is None:
             counts[OUTSIDE, "other"] += param.numel()
         else:
