@@ -1,195 +1,89 @@
-"""The command line: parse arguments, load params, call one function per pipeline step.
+"""The command line: parse arguments, load params, dispatch to one function per command.
 
-Every Snakemake rule and DVC stage runs exactly one of these commands. Output locations come from
-`shpeft.paths`, so a command needs only the names of what it works on.
+Every Snakemake rule and DVC stage runs one pipeline-step command, made from `shpeft.dag`: its
+options are the step's wildcards, and the step's function receives exactly the params sections
+the DAG says it reads. The other commands are tools around the pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from shpeft import paths
+from shpeft import dag, paths
 from shpeft.errors import ShpeftError
-from shpeft.params import DEFAULT_PARAMS, field_names, load_params
 
 log = logging.getLogger("shpeft")
 
 
-def cmd_prepare(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.data.prepare import prepare
-
-    if args.dataset not in params["datasets"]:
-        raise ShpeftError(f"datasets: no dataset named '{args.dataset}'")
-    prepare(args.dataset, params["datasets"][args.dataset], paths.data_dir(args.dataset))
+def params_files(args: argparse.Namespace) -> list[str]:
+    """The layered params files: `--params`, else those the workflow set, else params.yaml."""
+    from_env = [f for f in os.environ.get("SHPEFT_PARAMS", "").split(os.pathsep) if f]
+    return [str(f) for f in args.params] if args.params else from_env or ["params.yaml"]
 
 
-def cmd_backbone(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.devices import acquire_gpu
+def load(args: argparse.Namespace):
+    from shpeft.dvc_yaml import check_current
+    from shpeft.params import load as load_params
 
-    acquire_gpu()
-    from shpeft.backbone import BackboneConfig, build_backbone
-    from shpeft.params import build
-
-    build_backbone(build(BackboneConfig, params["backbone"]), paths.backbone_dir())
-
-
-def cmd_score(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.devices import acquire_gpu
-
-    acquire_gpu()
-    from shpeft.importance import ScoreConfig, score_dataset
-    from shpeft.params import build
-
-    score_dataset(
-        paths.data_dir(args.dataset),
-        paths.backbone_dir(),
-        build(ScoreConfig, params.get("score", {})),
-        paths.importance_dir(args.dataset),
-    )
+    params = load_params(params_files(args))
+    check_current(params)
+    return params
 
 
-def cmd_mask(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.masks import MaskConfig, build_mask
-    from shpeft.params import build
+def run_step(step: dag.Step, args: argparse.Namespace) -> None:
+    """One job of a pipeline step (on a free GPU if it trains), in this process."""
+    from shpeft.steps import run_job
 
-    if args.sweep:
-        point = sweep_point(args, params, "variant")
-        variant, out = point.variant, paths.sweep_mask_file(point.sweep, point.value, args.dataset)
-        params = point.params
-    else:
-        variant, out = required(args, "variant"), paths.mask_file(args.dataset, args.variant)
-    if variant not in params.get("masks", {}):
-        raise ShpeftError(f"masks: no mask variant named '{variant}'")
-    build_mask(paths.importance_dir(args.dataset), build(MaskConfig, params["masks"][variant]), out)
+    params = load(args)
+    if step.gpu:
+        from shpeft.train.devices import acquire_gpu
+
+        acquire_gpu()
+    run_job(params, step.name, **{name: getattr(args, name) for name in step.over})
 
 
-def cmd_finetune(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.devices import acquire_gpu
+def cmd_methods(args: argparse.Namespace) -> None:
+    import pandas as pd
 
-    if args.sweep:
-        point = sweep_point(args, params, "method")
-        method, label = point.method, f"{point.sweep}={point.value}"
-        out = paths.sweep_run_dir(point.sweep, point.value, args.dataset, args.seed)
-        inputs = {"mask": paths.sweep_mask_file(point.sweep, point.value, args.dataset)}
-    else:
-        method, label = required(args, "method"), None
-        if method not in params["methods"]:
-            raise ShpeftError(f"methods: no method named '{method}'")
-        out = paths.run_dir(args.dataset, method, args.seed)
-        inputs = paths.method_inputs(args.dataset, params["methods"][method])
-    acquire_gpu()
-    from shpeft.finetune import finetune
+    from shpeft.methods.overview import overview, overview_model
 
-    finetune(
-        args.dataset,
-        method,
-        args.seed,
-        params,
-        data_dir=paths.data_dir(args.dataset),
-        backbone_dir=paths.backbone_dir(),
-        out_dir=out,
-        inputs=inputs,
-        label=label,
-    )
+    params = load(args)
+    model_args = json.loads(args.model_args) if args.model_args else None
+    cfg, model = overview_model(params.backbone, args.model, model_args)
+    frame = pd.DataFrame(overview(params, model))
+    print(f"Trainable parameters on {cfg.model} {cfg.create_args or ''} (head apart):\n")
+    print(frame.to_markdown(index=False, floatfmt=".2e", intfmt=","))
 
 
-def required(args: argparse.Namespace, option: str) -> str:
-    value = getattr(args, option)
-    if value is None:
-        raise ShpeftError(f"--{option} is required (or --sweep)")
-    return value
-
-
-def sweep_point(args: argparse.Namespace, params: dict, implied: str):
-    """The sweep point of `--sweep`, which implies the method and its mask variant."""
-    from shpeft.sweeps import point
-
-    found = point(params, args.sweep)
-    given = getattr(args, implied)
-    if given is not None and given != getattr(found, implied):
-        raise ShpeftError(
-            f"--{implied} {given}: sweep '{found.sweep}' trains {found.method} "
-            f"(mask variant {found.variant}); leave --{implied} out"
-        )
-    return found
-
-
-def cmd_sweep(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.sweeps import summarise
-
-    summarise(params, args.name)
-
-
-def cmd_merge(args: argparse.Namespace, params: dict) -> None:
+def cmd_merge(args: argparse.Namespace) -> None:
     from shpeft.export import merge_run
 
-    if args.method not in params["methods"]:
-        raise ShpeftError(f"methods: no method named '{args.method}'")
-    out = merge_run(
-        paths.run_dir(args.dataset, args.method, args.seed),
-        paths.backbone_dir(),
-        params["methods"][args.method],
-        args.out,
-    )
+    params = load(args)
+    run = paths.run_dir(args.dataset, args.method, args.seed)
+    out = merge_run(run, paths.backbone_dir(), params.at(f"methods.{args.method}"), args.out)
     print(f"merged model written to {out}")
 
 
-def cmd_bench_train_step(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.bench import TrainStepBench, table, train_step
+def cmd_bench(args: argparse.Namespace) -> None:
+    from shpeft.bench import run_bench
 
-    options = {name: getattr(args, name) for name in field_names(TrainStepBench)}
-    report = train_step(
-        TrainStepBench(**{k: v for k, v in options.items() if v is not None}), paths.bench_dir()
-    )
-    print(table(report))
-    print(f"k = {report['k']}; sparse step / floor step = {report['sparse_step_vs_floor']:.3f}")
-    print(f"written to {report['file']}")
+    run_bench(args.bench, {k: v for k, v in vars(args).items() if k.startswith("opt_")})
 
 
-def cmd_bench_loader(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.bench import LoaderBench, loader, loader_table
-
-    options = {name: getattr(args, name) for name in field_names(LoaderBench)}
-    if options["stored_sizes"] is not None:
-        options["stored_sizes"] = tuple(options["stored_sizes"])
-    report = loader(
-        LoaderBench(**{k: v for k, v in options.items() if v is not None}), paths.bench_dir()
-    )
-    print(loader_table(report))
-    print(f"written to {report['file']}")
-
-
-def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.aggregate import aggregate
-
-    aggregate(params)
-
-
-def cmd_figures(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.figures import figures
-
-    figures(params)
-
-
-def cmd_tracking_init(args: argparse.Namespace, params: dict) -> None:
+def cmd_tracking_init(args: argparse.Namespace) -> None:
     from shpeft.tracking import init_tracking, tracking_uri
 
-    init_tracking(params.get("tracking", {}).get("experiment", "shpeft"))
+    init_tracking(load(args).tracking.experiment)
     print(f"MLflow store ready: {tracking_uri()}")
 
 
-def cmd_report(args: argparse.Namespace, params: dict) -> None:
-    from shpeft.report import write_report
-
-    write_report(params, [str(f) for f in params_files(args)])
-
-
-def cmd_summary(args: argparse.Namespace, params: dict) -> None:
+def cmd_summary(args: argparse.Namespace) -> None:
     from shpeft.tracking import tracking_uri
 
     print(paths.main_table(".md").read_text())
@@ -199,17 +93,27 @@ def cmd_summary(args: argparse.Namespace, params: dict) -> None:
     print(f"MLflow:  {tracking_uri()}  (open with: make mlflow-ui)")
 
 
-Command = Callable[[argparse.Namespace, dict], None]
+def cmd_schema(args: argparse.Namespace) -> None:
+    from shpeft.reference import generate
+
+    for path in generate():
+        print(f"written: {os.path.relpath(path)}")
 
 
-def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+def cmd_dvc_yaml(args: argparse.Namespace) -> None:
+    from shpeft.dvc_yaml import write
+
+    print(f"written: {write(load(args))}")
+
+
+Command = Callable[[argparse.Namespace], None]
+
+
+def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="shpeft", description=__doc__.splitlines()[0])
     sub = main.add_subparsers(dest="command", required=True)
-    commands: dict[str, Command] = {}
 
-    def add(
-        name: str, func: Command, help: str, parent=sub, reads_params: bool = True
-    ) -> argparse.ArgumentParser:
+    def add(name: str, func: Command, help: str, reads_params: bool = True, parent=sub):
         p = parent.add_parser(name, help=help)
         if reads_params:
             p.add_argument(
@@ -219,92 +123,48 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
                 help="params file; repeat to layer (default: $SHPEFT_PARAMS, else params.yaml)",
             )
         p.add_argument("--log", type=Path, help="also write the log to this file")
-        p.set_defaults(command=name, reads_params=reads_params)
-        commands[name] = func
+        p.set_defaults(func=func)
         return p
 
-    add("prepare", cmd_prepare, "prepare one dataset").add_argument("--dataset", required=True)
-    add("backbone", cmd_backbone, "obtain the backbone weights")
-    add("score", cmd_score, "score the importance of every eligible weight").add_argument(
-        "--dataset", required=True
-    )
-    point = "a point of a sweep, SWEEP=VALUE (e.g. budget=0.001): implies the method and mask"
-    mask = add("mask", cmd_mask, "build one mask variant for one dataset")
-    mask.add_argument("--dataset", required=True)
-    mask.add_argument("--variant")
-    mask.add_argument("--sweep", help=point)
-    ft = add("finetune", cmd_finetune, "train one dataset x method x seed")
-    ft.add_argument("--dataset", required=True)
-    ft.add_argument("--method")
-    ft.add_argument("--seed", required=True, type=int)
-    ft.add_argument("--sweep", help=point)
-    add("sweep", cmd_sweep, "collect a sweep's runs into its table and figure").add_argument(
-        "--name", required=True, help="budget or rho"
-    )
+    for step in dag.STEPS.values():
+        p = add(step.command, lambda args, step=step: run_step(step, args), step.help)
+        for wildcard in step.over:
+            p.add_argument(f"--{wildcard}", required=True)
+    methods = add("methods", cmd_methods, "what each method of the grid trains, and how much")
+    methods.add_argument("--model", help="a timm model name (default: params backbone.model)")
+    methods.add_argument("--model-args", help="JSON keyword arguments for the model")
     merge = add("merge", cmd_merge, "write a run's tuned model as one dense weights file")
     merge.add_argument("--dataset", required=True)
     merge.add_argument("--method", required=True)
     merge.add_argument("--seed", required=True, type=int)
     merge.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
-    bench = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
-    benches = bench.add_subparsers(dest="bench", required=True)
-    step = add("train-step", cmd_bench_train_step, "cost of one training step", benches, False)
-    # Defaults live in shpeft.bench.TrainStepBench (not imported here: it needs torch).
-    for option, kind in (("model", str), ("img-size", int), ("batch-size", int)):
-        step.add_argument(f"--{option}", type=kind)
-    for option, kind in (("threads", int), ("budget", float), ("warmup", int), ("steps", int)):
-        step.add_argument(f"--{option}", type=kind)
-    step.add_argument("--seed", type=int)
-    step.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    step.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
-    load = add("loader", cmd_bench_loader, "images per second to a ready batch", benches, False)
-    # Defaults live in shpeft.bench.LoaderBench.
-    for option in ("images", "img-size", "batch-size", "threads", "warmup", "batches", "seed"):
-        load.add_argument(f"--{option}", type=int)
-    load.add_argument("--stored-sizes", type=int, nargs="+", help="sizes the data are stored at")
-    load.add_argument("--target", type=float, help="images per second to reach")
-    load.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    methods = add("methods", cmd_methods, "what each method of the grid trains, and how much")
-    methods.add_argument("--model", help="a timm model name (default: params backbone.model)")
-    methods.add_argument("--model-args", help="JSON keyword arguments for the model")
-    add("aggregate", cmd_aggregate, "collect runs into tables and DVC metrics")
-    add("figures", cmd_figures, "draw the figures")
-    add("report", cmd_report, "write the reproducibility report")
+    add_bench_commands(sub.add_parser("bench", help="benchmarks (print a table, write JSON)"), add)
     add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
-    add("summary", cmd_summary, "print the summary table and where outputs are")
-    return main, commands
+    add("summary", cmd_summary, "print the summary table and where outputs are", False)
+    add("schema", cmd_schema, "regenerate the params schema and docs/params.md", False)
+    add("dvc-yaml", cmd_dvc_yaml, "regenerate dvc.yaml from shpeft.dag and params.yaml")
+    return main
 
 
-def cmd_methods(args: argparse.Namespace, params: dict) -> None:
-    import json
-
-    import pandas as pd
-    import timm
-
-    from shpeft.methods.overview import overview
-
-    backbone = params["backbone"]
-    model_args = (
-        json.loads(args.model_args) if args.model_args else backbone.get("model_args") or {}
+def add_bench_commands(bench: argparse.ArgumentParser, add) -> None:
+    """`bench train-step` and `bench loader`; their defaults live in `shpeft.bench`."""
+    benches = bench.add_subparsers(dest="bench", required=True)
+    step = add("train-step", cmd_bench, "cost of one training step", False, benches)
+    for option, kind in (("model", str), ("img-size", int), ("batch-size", int)):
+        step.add_argument(f"--{option}", type=kind, dest=f"opt_{option.replace('-', '_')}")
+    for option, kind in (("threads", int), ("budget", float), ("warmup", int), ("steps", int)):
+        step.add_argument(f"--{option}", type=kind, dest=f"opt_{option}")
+    step.add_argument("--seed", type=int, dest="opt_seed")
+    step.add_argument("--device", choices=["auto", "cpu", "cuda"], dest="opt_device")
+    step.add_argument("--bf16", action="store_true", default=None, dest="opt_bf16")
+    load = add("loader", cmd_bench, "images per second to a ready batch", False, benches)
+    for option in ("images", "img-size", "batch-size", "threads", "warmup", "batches", "seed"):
+        load.add_argument(f"--{option}", type=int, dest=f"opt_{option.replace('-', '_')}")
+    load.add_argument(
+        "--stored-sizes", type=int, nargs="+", dest="opt_stored_sizes", help="stored sizes"
     )
-    name = args.model or backbone["model"]
-    try:
-        model = timm.create_model(name, pretrained=False, num_classes=2, **model_args)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ShpeftError(f"--model {name}: cannot build it ({exc})") from None
-    frame = pd.DataFrame(overview(params, model))
-    print(f"Trainable parameters on {name} {model_args or ''} (head apart):\n")
-    print(frame.to_markdown(index=False, floatfmt=".2e", intfmt=","))
-
-
-def params_files(args: argparse.Namespace) -> list:
-    """The layered params files: `--params`, else those the workflow set, else params.yaml."""
-    return args.params or params_from_env() or list(DEFAULT_PARAMS)
-
-
-def params_from_env() -> list[str]:
-    """Layered params files set by the Snakemake workflow (`SHPEFT_PARAMS`, os.pathsep apart)."""
-    return [f for f in os.environ.get("SHPEFT_PARAMS", "").split(os.pathsep) if f]
+    load.add_argument("--target", type=float, dest="opt_target", help="images per second to reach")
+    load.add_argument("--device", choices=["auto", "cpu", "cuda"], dest="opt_device")
 
 
 def setup_logging(log_file: Path | None) -> None:
@@ -324,12 +184,10 @@ def setup_logging(log_file: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    main_parser, commands = parser()
-    args = main_parser.parse_args(argv)
+    args = parser().parse_args(argv)
     setup_logging(args.log)
     try:
-        params = load_params(params_files(args)) if args.reads_params else {}
-        commands[args.command](args, params)
+        args.func(args)
     except ShpeftError as exc:
         log.error("shpeft %s: %s", args.command, exc)
         return 1

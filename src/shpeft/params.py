@@ -1,42 +1,225 @@
-"""Loading, layering and validating `params.yaml`, and typed access to its sections.
+"""`params.yaml` as one typed model: loading, layering, validation messages, generated schema.
 
 `params.yaml` is Snakemake's configfile and DVC's params file at once. Further files given with
-`--params` (Snakemake: `--configfile`) are deep-merged on top, the way Snakemake merges them.
-The JSON schema in `workflow/schemas/params.schema.yaml` is the single statement of which keys
-exist; the dataclasses give the code typed, documented access to them.
+`--params` (Snakemake: `--configfile`) are deep-merged on top, the way Snakemake merges them:
+mappings key by key, anything else replaced. The merged mapping is validated against `Params`,
+whose sections are the typed configs of the steps that read them; `datasets.<id>` and
+`methods.<id>` are unions over the registered data sources and methods. A mistake stops with one
+line naming the file, the key path and what is allowed (with the nearest valid key for a
+misspelt one). The JSON schema (`make schema`) and `docs/params.md` are generated from here.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
+import difflib
+import functools
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any
 
-import jsonschema
 import yaml
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model
+from pydantic_core import ErrorDetails
 
+from shpeft.analysis.stats import StatsConfig
+from shpeft.backbone.config import BackboneConfig
+from shpeft.config import Name, Section, Unique, deep_merge, merged
+from shpeft.data import registry as data_registry
+from shpeft.data.registry import DatasetConfig
 from shpeft.errors import ShpeftError
+from shpeft.methods import registry as method_registry
+from shpeft.methods.registry import MethodConfig
+from shpeft.selection.importance import ScoreConfig
+from shpeft.selection.masks import MaskConfig
+from shpeft.sweeps import Sweeps
+from shpeft.tracking import TrackingConfig
+from shpeft.train.config import FinetuneConfig
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_FILE = ROOT / "workflow" / "schemas" / "params.schema.yaml"
 DEFAULT_PARAMS = ("params.yaml",)
+#: Where `Params.raw_at` says a key path is absent.
+ABSENT = None
 
-T = TypeVar("T")
+
+class Grid(Section):
+    """What runs: every dataset x method x seed."""
+
+    datasets: Unique[list[Name]] = Field(min_length=1)
+    """Datasets to run, each defined under `datasets`."""
+    methods: Unique[list[Name]] = Field(min_length=1)
+    """Methods to run, each defined under `methods`."""
 
 
-def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge `top` into a copy of `base`: mappings merge key by key, anything else is replaced."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+class JobResources(Section):
+    """What a cluster job of one step asks for."""
+
+    runtime: int = Field(ge=1)
+    """Minutes."""
+    mem_mb: int = Field(ge=1)
+    """Memory in MB."""
+
+
+class Resources(Section):
+    """Cluster requests of the heavy steps (profiles/slurm; local runs ignore them)."""
+
+    backbone: JobResources = JobResources(runtime=240, mem_mb=32000)
+    """The backbone step (pretraining or downloading)."""
+    score: JobResources = JobResources(runtime=60, mem_mb=16000)
+    """Each score job."""
+    finetune: JobResources = JobResources(runtime=240, mem_mb=16000)
+    """Each finetune job, sweep runs included."""
+
+
+class ParamsBase(Section):
+    """Every section of `params.yaml`; `datasets` and `methods` are added by `params_model`."""
+
+    grid: Grid
+    """What runs."""
+    datasets: dict[Name, DatasetConfig]
+    """Datasets by name, each read by its `source`."""
+    methods: dict[Name, MethodConfig]
+    """Methods by name, each a `kind` and its options."""
+    seeds: Unique[list[Annotated[int, Field(ge=0)]]] = Field(min_length=1)
+    """Seeds of every run (training order, augmentation, the head's initialisation)."""
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    """The pretrained ViT."""
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    """How every run trains (`methods.<id>.finetune` overrides keys per method)."""
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    """Importance scoring per dataset."""
+    masks: dict[Name, MaskConfig] = {}
+    """Mask variants built per dataset, by name."""
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+    """Statistics of the tables."""
+    sweeps: Sweeps = Field(default_factory=Sweeps)
+    """Budget and hybrid-ratio sweeps."""
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """MLflow tracking."""
+    resources: Resources = Field(default_factory=Resources)
+    """Cluster requests per step."""
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _files: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The merged mapping as the files state it (what Snakemake and DVC compare)."""
+        return self._raw
+
+    @property
+    def files(self) -> list[str]:
+        """The layered params files, in order."""
+        return self._files
+
+    def at(self, path: str) -> Any:
+        """The typed value at a key path such as `methods.lora` (`*`: everything)."""
+        if path == "*":
+            return self
+        node: Any = self
+        for part in path.split("."):
+            found = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+            if found is None:
+                raise ShpeftError(f"{' + '.join(self.files) or 'params'}: no key '{path}'")
+            node = found
+        return node
+
+    def raw_at(self, path: str) -> Any:
+        """The value at a key path as the files state it (ABSENT where they do not)."""
+        if path == "*":
+            return self.raw
+        node: Any = self.raw
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return ABSENT
+            node = node[part]
+        return node
+
+    def finetune_for(self, method: str) -> FinetuneConfig:
+        """The `finetune` section with the method's own overrides."""
+        return merged(self.finetune, self.methods[method].finetune)
+
+    def sweep_method(self, sweep: str) -> str:
+        return getattr(self.sweeps, sweep).method
+
+    def sweep_variant(self, sweep: str) -> str:
+        """The mask variant a sweep rebuilds: its method's."""
+        return self.methods[self.sweep_method(sweep)].mask
+
+    def references(self) -> Iterator[tuple[str, str]]:
+        """Cross-references the types cannot check: (key path, what is wrong)."""
+        for key, section in (("datasets", self.datasets), ("methods", self.methods)):
+            for name in getattr(self.grid, key):
+                if name not in section:
+                    defined = ", ".join(sorted(section)) or "none"
+                    yield f"grid.{key}", f"'{name}' is not defined under '{key}' ({defined})"
+        for name in self.grid.methods:
+            yield from self._mask_references(name)
+        for name, sweep in self.sweeps.active().items():
+            yield from self._sweep_references(name, sweep)
+
+    def _mask_references(self, name: str) -> Iterator[tuple[str, str]]:
+        method = self.methods.get(name)
+        variant = getattr(method, "mask", None)
+        if variant is None:
+            return
+        if variant not in self.masks:
+            defined = ", ".join(sorted(self.masks)) or "none"
+            yield f"methods.{name}.mask", f"no mask variant '{variant}' under 'masks' ({defined})"
+            return
+        owned = getattr(method_registry.methods()[method.kind], "own_rule", {})
+        mask = self.masks[variant]
+        wrong = {k: getattr(mask, k) for k, v in owned.items() if getattr(mask, k) != v}
+        if wrong:
+            yield (
+                f"methods.{name}.mask",
+                f"kind '{method.kind}' trains its own selection ({_settings(owned)}), but "
+                f"masks.{variant} has {_settings(wrong)}",
+            )
+
+    def _sweep_references(self, name: str, sweep: Any) -> Iterator[tuple[str, str]]:
+        if getattr(self.methods.get(sweep.method), "mask", None) is None:
+            yield f"sweeps.{name}.method", f"'{sweep.method}' is not a method with a mask"
+        outside = sorted(set(sweep.datasets) - set(self.grid.datasets))
+        if outside or not sweep.datasets:
+            yield (
+                f"sweeps.{name}.datasets",
+                f"{', '.join(outside) or 'none given'}: a sweep runs on datasets of "
+                "grid.datasets (the grid's score step rates their weights)",
+            )
+
+
+def _settings(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in values.items())
+
+
+@functools.cache
+def _model(methods: tuple[type, ...], sources: tuple[type, ...]) -> type[ParamsBase]:
+    return create_model(
+        "Params",
+        __base__=ParamsBase,
+        __doc__="shpeft's parameters (params.yaml): Snakemake's configfile and DVC's params file.",
+        datasets=(dict[Name, data_registry.config_union()], _described("datasets")),
+        methods=(dict[Name, method_registry.config_union()], _described("methods")),
+    )
+
+
+def _described(field: str) -> Any:
+    return Field(description=ParamsBase.model_fields[field].description)
+
+
+def params_model() -> type[ParamsBase]:
+    """The `Params` model over the data sources and methods registered now."""
+    methods = tuple(cls.config_model for cls in method_registry.methods().values())
+    sources = tuple(source.config_model for source in data_registry.sources().values())
+    return _model(methods, sources)
+
+
+#: What `load` and `validate` return (a `params_model()` instance); for type hints.
+Params = ParamsBase
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -46,7 +229,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ShpeftError(f"{path}: params file not found") from None
     except yaml.YAMLError as exc:
-        raise ShpeftError(f"{path}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ShpeftError(f"{path}: not valid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -54,133 +240,138 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
-
-
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    """JSON Schema's `pattern`, whose `$` ends the string (Python's also matches before a final
-    newline, which would let a name ending in a newline into paths and shell commands)."""
-    if not validator.is_type(instance, "string"):
-        return
-    match = re.search(pattern, instance)
-    if match is None or (pattern.endswith("$") and match.end() != len(instance)):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
-
-
-def _key_path(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
-        return f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}"
-    if error.validator == "required":
-        return error.message.replace("property", "key")
-    return error.message
-
-
-def validate(config: Mapping[str, Any], origin: str = "params") -> None:
-    """Check `config` against the schema and its cross-references; one message names the key."""
-    validator = Validator(load_schema())
-    errors = list(validator.iter_errors(config))
-    if errors:
-        # The deepest error is the most specific one; ties go to the first reported.
-        error = max(errors, key=lambda e: len(e.absolute_path))
-        while error.context:
-            error = max(error.context, key=lambda e: len(e.absolute_path))
-        raise ShpeftError(f"{origin}: key '{_key_path(error)}': {_describe(error)}")
-    grid = config["grid"]
-    sections = (("datasets", "datasets"), ("methods", "methods"), ("sparse_methods", "methods"))
-    for key, section in sections:
-        for name in grid.get(key, []):
-            if name not in config[section]:
-                defined = ", ".join(sorted(config[section])) or "none"
-                raise ShpeftError(
-                    f"{origin}: key 'grid.{key}': '{name}' is not defined under '{section}' "
-                    f"(defined: {defined})"
-                )
-    _check_sparse_methods(config, origin)
-    _check_sweeps(config, origin)
-
-
-def _check_sparse_methods(config: Mapping[str, Any], origin: str) -> None:
-    """Methods with a mask are listed under grid.sparse_methods, and their mask variant exists."""
-    grid, methods = config["grid"], config["methods"]
-    if not run_methods(config):
-        raise ShpeftError(f"{origin}: key 'grid': no method to run in methods or sparse_methods")
-    for name in grid["methods"]:
-        if "mask" in methods[name]:
-            raise ShpeftError(
-                f"{origin}: key 'grid.methods': '{name}' trains on a mask; "
-                "list it under grid.sparse_methods"
-            )
-    for name in grid.get("sparse_methods", []):
-        if name in grid["methods"] or "mask" not in methods[name]:
-            raise ShpeftError(
-                f"{origin}: key 'grid.sparse_methods': '{name}' has no mask or is also listed "
-                "under grid.methods"
-            )
-        variant = methods[name]["mask"]
-        if variant not in config.get("masks", {}):
-            raise ShpeftError(
-                f"{origin}: key 'methods.{name}.mask': no mask variant '{variant}' under 'masks'"
-            )
-
-
-def _check_sweeps(config: Mapping[str, Any], origin: str) -> None:
-    """A sweep retrains a method with a mask, on datasets the grid scores."""
-    for name, sweep in config.get("sweeps", {}).items():
-        method = sweep["method"]
-        if "mask" not in config["methods"].get(method, {}):
-            raise ShpeftError(
-                f"{origin}: key 'sweeps.{name}.method': '{method}' is not a method with a mask"
-            )
-        outside = sorted(set(sweep["datasets"]) - set(config["grid"]["datasets"]))
-        if outside:
-            raise ShpeftError(
-                f"{origin}: key 'sweeps.{name}.datasets': {', '.join(outside)} not in "
-                "grid.datasets (the grid's score step rates their weights)"
-            )
-
-
-def run_methods(config: Mapping[str, Any]) -> list[str]:
-    """Every method of the grid: the plain ones, then the sparse ones."""
-    return [*config["grid"]["methods"], *config["grid"].get("sparse_methods", [])]
-
-
-def load_params(files: Sequence[str | Path] = DEFAULT_PARAMS) -> dict[str, Any]:
+def load(files: Sequence[str | Path] = DEFAULT_PARAMS) -> ParamsBase:
     """Read, deep-merge in order, and validate the given params files."""
-    config: dict[str, Any] = {}
-    for path in files:
-        config = deep_merge(config, read_yaml(path))
-    validate(config, origin=" + ".join(str(f) for f in files))
-    return config
+    layers = [(str(path), read_yaml(path)) for path in files]
+    raw: dict[str, Any] = {}
+    for _, data in layers:
+        raw = deep_merge(raw, data)
+    return validate(raw, layers)
 
 
-def build(cls: type[T], data: Mapping[str, Any]) -> T:
-    """Instantiate dataclass `cls` from a validated mapping, recursing into dataclass fields."""
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if field.name not in data:
+def validate(raw: dict[str, Any], layers: Sequence[tuple[str, dict[str, Any]]] = ()) -> ParamsBase:
+    """The typed params of a merged mapping; `layers` (file, its mapping) name the file at fault."""
+    layers = list(layers) or [("params", raw)]
+    try:
+        params = params_model().model_validate(raw)
+    except ValidationError as exc:
+        error = min(exc.errors(), key=lambda e: _rank(e))
+        path, message = _describe(error, raw)
+        raise ShpeftError(f"{_file_of(path, layers)}: key '{path}': {message}") from None
+    for path, message in params.references():
+        raise ShpeftError(f"{_file_of(path, layers)}: key '{path}': {message}")
+    params._raw, params._files = raw, [file for file, _ in layers]
+    return params
+
+
+def _rank(error: ErrorDetails) -> tuple[int, int]:
+    """Report unknown keys and wrong values before the missing keys they may cause."""
+    return (error["type"] == "missing", -len(error["loc"]))
+
+
+def _key_path(loc: tuple[Any, ...], raw: Any) -> tuple[str, list[str]]:
+    """The key path of an error location as the files spell it (pydantic adds the union tags of
+    `kind` and `source` entries, and `[key]` for a refused mapping key), and its parts."""
+    parts: list[str] = []
+    node = raw
+    for part in loc:
+        if part == "[key]":
             continue
-        value = data[field.name]
-        field_type = _dataclass_in(hints[field.name])
-        kwargs[field.name] = build(field_type, value) if field_type and value is not None else value
-    return cls(**kwargs)
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, dict) and part in (node.get("kind"), node.get("source")):
+            continue  # the tag of a tagged union
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+        parts.append(str(part))
+    return ".".join(parts) or "(top level)", parts
 
 
-def _dataclass_in(hint: Any) -> type | None:
-    """The dataclass named by a hint such as `Foo` or `Foo | None`, if any."""
-    candidates = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
+def _describe(error: ErrorDetails, raw: dict[str, Any]) -> tuple[str, str]:
+    path, parts = _key_path(error["loc"], raw)
+    kind, ctx, value = error["type"], error.get("ctx", {}), error.get("input")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(error["loc"][:-1], raw)
+        return path, f"unknown key{_suggest(parts[-1], allowed)}; allowed: {', '.join(allowed)}"
+    if kind == "missing":
+        return path, "required, but missing"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = str(ctx.get("discriminator", "")).strip("'")
+        expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        given = ctx.get("tag")
+        if given is None:
+            return f"{path}.{tag}", f"required: one of {', '.join(sorted(expected))}"
+        return (
+            f"{path}.{tag}",
+            f"'{given}' is not one of {', '.join(sorted(expected))}{_suggest(given, expected)}",
+        )
+    if error["loc"] and error["loc"][-1] == "[key]":
+        return path, (
+            f"the name {value!r} is refused: names are 1 to 64 letters, digits, '_' or '-', "
+            "starting with a letter or digit (they become paths and shell arguments)"
+        )
+    message = error["msg"].removeprefix("Value error, ")
+    message = message[0].lower() + message[1:]
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        message += _suggest(str(value), expected)
+    if (
+        kind == "float_type"
+        and isinstance(value, str)
+        and re.fullmatch(r"[-+.\d]+e[-+]?\d+", value)
+    ):
+        message += f" (YAML reads {value} as text: write it with a decimal point, e.g. 1.0e-5)"
+    return path, f"{value!r} is refused: {message}"
 
 
-def field_names(cls: type) -> set[str]:
-    return {field.name for field in dataclasses.fields(cls)}
+def _suggest(given: str, allowed: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(given), [str(a) for a in allowed], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _allowed_keys(loc: tuple[Any, ...], raw: dict[str, Any]) -> list[str]:
+    """The keys of the section at `loc`, following field types, mappings and union tags."""
+    node: Any = params_model()
+    data: Any = raw
+    for part in loc:
+        if isinstance(data, dict) and isinstance(node, type) and issubclass(node, BaseModel):
+            node, data = _unwrap(node.model_fields[part].annotation), data.get(part)
+        elif typing.get_origin(node) is dict:
+            node, data = _unwrap(typing.get_args(node)[1]), data.get(part)
+        elif typing.get_origin(node) in (typing.Union, types.UnionType):
+            node = next(m for m in typing.get_args(node) if {part} in _tags(m))
+    return sorted(node.model_fields) if isinstance(node, type) else []
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _tags(model: type[BaseModel]) -> list[set[str]]:
+    """The values each possible union tag (`kind`, `source`) may take in `model`."""
+    return [
+        set(typing.get_args(model.model_fields[name].annotation))
+        for name in ("kind", "source")
+        if name in model.model_fields
+    ]
+
+
+def _file_of(path: str, layers: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """The last file that states the deepest part of `path` (the first file if none does)."""
+    best, depth = layers[0][0], 0
+    for file, data in layers:
+        node, found = data, 0
+        for part in path.split("."):
+            if isinstance(node, dict) and part in node:
+                node, found = node[part], found + 1
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node, found = node[int(part)], found + 1
+            else:
+                break
+        if found and found >= depth:
+            best, depth = file, found
+    return best

@@ -1,40 +1,55 @@
-"""The `results/` layout, in one place. Rules, DVC stages and steps all build paths from here."""
+"""The `results/` layout, in one place. The DAG (`shpeft.dag`), and through it Snakemake's rules
+and DVC's stages, and every step build paths from here.
+
+The arguments may be placeholders (`{dataset}` for Snakemake, `${item.dataset}` for DVC) as well
+as values, so every function here only joins names.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 RESULTS = Path("results")
 
 
+def data_root() -> Path:
+    return RESULTS / "data"
+
+
 def data_dir(dataset: str) -> Path:
-    return RESULTS / "data" / dataset
+    return data_root() / dataset
 
 
 def backbone_dir() -> Path:
     return RESULTS / "backbone"
 
 
+def importance_root() -> Path:
+    return RESULTS / "importance"
+
+
 def importance_dir(dataset: str) -> Path:
-    return RESULTS / "importance" / dataset
+    return importance_root() / dataset
+
+
+def masks_root() -> Path:
+    return RESULTS / "masks"
 
 
 def mask_file(dataset: str, variant: str) -> Path:
-    return RESULTS / "masks" / dataset / f"{variant}.safetensors"
+    return masks_root() / dataset / f"{variant}.safetensors"
 
 
 def mask_stats(dataset: str, variant: str) -> Path:
     return mask_file(dataset, variant).with_suffix(".json")
 
 
-def method_inputs(dataset: str, method: dict[str, Any]) -> dict[str, Path]:
-    """Files a method reads besides the data and the backbone: a sparse method's mask."""
-    return {"mask": mask_file(dataset, method["mask"])} if "mask" in method else {}
+def runs_root() -> Path:
+    return RESULTS / "runs"
 
 
 def run_dir(dataset: str, method: str, seed: int | str) -> Path:
-    return RESULTS / "runs" / dataset / method / f"seed{seed}"
+    return runs_root() / dataset / method / f"seed{seed}"
 
 
 def tables_dir() -> Path:
@@ -88,9 +103,13 @@ def sweep_dir(sweep: str) -> Path:
     return RESULTS / "sweeps" / sweep
 
 
+def sweep_points_dir(sweep: str) -> Path:
+    return sweep_dir(sweep) / "points"
+
+
 def sweep_point_dir(sweep: str, value: str, dataset: str) -> Path:
     """One value of a sweep on one dataset: its mask and a run per seed."""
-    return sweep_dir(sweep) / "points" / value / dataset
+    return sweep_points_dir(sweep) / value / dataset
 
 
 def sweep_mask_file(sweep: str, value: str, dataset: str) -> Path:

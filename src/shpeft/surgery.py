@@ -1,8 +1,9 @@
-"""Finding a backbone's modules by name patterns and swapping them in place.
+"""Module surgery: finding a backbone's modules by name patterns, swapping them, freezing.
 
-The one place where methods change a backbone's structure: LoRA, adapters, SSF and the sparse
-engine all pick their targets with glob patterns over module names (`blocks.*.attn.qkv`) and
-replace a module by a wrapper around it.
+The one place where methods change a backbone's structure or what of it trains: LoRA, adapters,
+SSF and the sparse engine all pick their targets with glob patterns over module names
+(`blocks.*.attn.qkv`) and replace a module by a wrapper around it; every method starts from a
+frozen model and unfreezes its part and the classifier head.
 """
 
 from __future__ import annotations
@@ -51,3 +52,23 @@ def parent_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, attr = parent_of(model, name)
     setattr(parent, attr, new)
+
+
+def freeze(model: nn.Module) -> None:
+    for param in model.parameters():
+        param.requires_grad_(False)
+
+
+def unfreeze_head(model: nn.Module) -> None:
+    for param in model.get_classifier().parameters():
+        param.requires_grad_(True)
+
+
+def head_names(model: nn.Module) -> set[str]:
+    """Parameter names of the classifier head (timm models name it via `get_classifier`)."""
+    head = model.get_classifier()
+    return {
+        name
+        for name, param in model.named_parameters()
+        if any(param is p for p in head.parameters())
+    }

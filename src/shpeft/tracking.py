@@ -19,12 +19,15 @@ import fcntl
 import logging
 import os
 import random
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field
+
+from shpeft.config import Section
+from shpeft.provenance import git_commit
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +36,16 @@ ARTIFACTS_DIR = "mlartifacts"
 DEFAULT_EXPERIMENT = "shpeft"
 
 
-@dataclass
-class TrackingConfig:
-    #: MLflow experiment of the finetune runs.
-    experiment: str = DEFAULT_EXPERIMENT
-    #: Tries of each call to the store; once one call fails them all, the store counts as away
-    #: and the job's later calls are skipped, so tracking delays a job by one round at most.
-    tries: int = 5
-    #: Seconds before the second try, doubled before each next one (with jitter).
-    backoff: float = 0.5
+class TrackingConfig(Section):
+    """MLflow: where finetune runs are logged, and how hard a job tries to reach the store."""
+
+    experiment: str = Field(DEFAULT_EXPERIMENT, min_length=1)
+    """MLflow experiment of the finetune runs."""
+    tries: int = Field(5, ge=1)
+    """Tries of each call to the store; once one call fails them all, the store counts as away
+    and the job's later calls are skipped, so tracking delays a job by one round at most."""
+    backoff: float = Field(0.5, ge=0)
+    """Seconds before the second try, doubled before each next one (with jitter)."""
 
 
 def tracking_uri() -> str:
@@ -72,16 +76,6 @@ def init_tracking(experiment: str = DEFAULT_EXPERIMENT) -> str:
             return found.experiment_id
         location = (Path.cwd() / ARTIFACTS_DIR).as_uri() if local else None
         return mlflow.create_experiment(experiment, artifact_location=location)
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def _permanent(exc: Exception) -> bool:

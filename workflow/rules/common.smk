@@ -1,16 +1,28 @@
-# Helpers shared by the rules: params validation, wildcard constraints, command arguments, inputs.
+# The rules' helpers: params validation, and each step of shpeft.dag as a rule's input, output,
+# log, params, resources and shell command (the same table dvc.yaml is generated from).
 import os
-from itertools import product
 
-from shpeft import paths
+from shpeft import dag
 from shpeft.errors import ShpeftError
-from shpeft.params import run_methods, validate
-from shpeft.sweeps import point as sweep_point
+from shpeft.params import load
 
+# Commands read the same layered params as this workflow: params.yaml, then each --configfile.
+# An environment variable rather than an argument, so commands (and DVC's) stay the same.
+PARAMS_FILES = [os.path.relpath(f) for f in ["params.yaml", *workflow.overwrite_configfiles]]
 try:
-    validate(config, origin="config (params.yaml + --configfile)")
+    PARAMS = load(PARAMS_FILES)
 except ShpeftError as exc:
     raise WorkflowError(str(exc)) from None
+if PARAMS.raw != config:
+    raise WorkflowError(
+        "--config values do not reach the pipeline's commands: put them in a file and layer it "
+        "with --configfile"
+    )
+os.environ["SHPEFT_PARAMS"] = os.pathsep.join(PARAMS_FILES)
+
+
+envvars:
+    "SHPEFT_PARAMS",
 
 
 # Names are validated as safe words; constraints keep wildcards from matching across `/`.
@@ -19,101 +31,61 @@ wildcard_constraints:
     method="[A-Za-z0-9][A-Za-z0-9_-]*",
     seed="[0-9]+",
     variant="[A-Za-z0-9][A-Za-z0-9_-]*",
-    sweep="budget|rho",
+    sweep="|".join(dag.SWEEP_NAMES),
     value="[0-9][0-9.e+-]*",
 
 
-# Commands read the same layered params as this workflow: params.yaml, then each --configfile.
-# An environment variable rather than an argument, so commands (and DVC's) stay the same.
-os.environ["SHPEFT_PARAMS"] = os.pathsep.join(
-    os.path.relpath(f) for f in ["params.yaml", *workflow.overwrite_configfiles]
-)
-
-
-envvars:
-    "SHPEFT_PARAMS",
-
-
 CONDA_ENV = "../../environment.yml"
-GRID = list(product(config["grid"]["datasets"], run_methods(config), config["seeds"]))
 
 
-def log_path(step, *names):
-    return str(paths.log_file(step, *names))
+def pattern_job(step, form="{{{}}}"):
+    """The step's job with each wildcard written as `form` (Snakemake's `{dataset}`)."""
+    return dag.Job(step, {w: form.format(w) for w in step.over})
 
 
-def data_dirs():
-    return [str(paths.data_dir(d)) for d in config["grid"]["datasets"]]
+def job_of(step, wildcards):
+    return dag.Job(step, {w: wildcards[w] for w in step.over})
 
 
-def importance_dirs():
-    return [str(paths.importance_dir(d)) for d in config["grid"]["datasets"]]
+def step_inputs(step):
+    def inputs(wildcards):
+        found = job_of(step, wildcards).inputs(PARAMS)
+        return {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in found.items()}
+
+    return inputs
 
 
-def mask_files():
-    return [
-        str(paths.mask_file(d, v))
-        for d in config["grid"]["datasets"]
-        for v in config.get("masks", {})
-    ]
-
-
-def mask_params(wildcards):
-    return config["masks"][wildcards.variant]
-
-
-def run_dirs():
-    return [str(paths.run_dir(d, m, s)) for d, m, s in GRID]
-
-
-def dataset_params(wildcards):
-    return config["datasets"][wildcards.dataset]
-
-
-def method_params(wildcards):
-    return config["methods"][wildcards.method]
-
-
-def sweep_method(wildcards):
-    return config["sweeps"][wildcards.sweep]["method"]
-
-
-def sweep_method_params(wildcards):
-    return config["methods"][sweep_method(wildcards)]
-
-
-def sweep_mask_params(wildcards):
-    """The mask config of the point itself, so a change its value overrides reruns nothing."""
-    found = sweep_point(config, f"{wildcards.sweep}={wildcards.value}")
-    return dict(sorted(found.params["masks"][found.variant].items()))  # as compared: in order
-
-
-def sweep_run_dirs(wildcards):
-    sweep = config["sweeps"][wildcards.sweep]
-    return [
-        str(paths.sweep_run_dir(wildcards.sweep, str(value), dataset, seed))
-        for value, dataset, seed in product(
-            sweep["values"], sweep["datasets"], sweep["seeds"]
-        )
-    ]
-
-
-def sweep_summaries():
-    """The summary of every sweep with values (Python's str() of a value names its folder)."""
-    return [
-        str(paths.sweep_summary_dir(name))
-        for name, sweep in config.get("sweeps", {}).items()
-        if sweep["values"]
-    ]
-
-
-def finetune_inputs(wildcards):
-    """Data and backbone, and a sparse method's mask."""
+def step_outputs(step):
     return {
-        "data": paths.data_dir(wildcards.dataset),
-        "backbone": paths.backbone_dir(),
-        **paths.method_inputs(wildcards.dataset, method_params(wildcards)),
+        name: directory(str(path)) if dag.is_directory(path) else str(path)
+        for name, path in pattern_job(step).outputs.items()
     }
+
+
+def step_params(step):
+    """The params sections the step reads, as the files state them (Snakemake reruns a job
+    when they change); keys sorted, since Snakemake compares their repr."""
+
+    def sections(wildcards):
+        job = job_of(step, wildcards)
+        return {path: PARAMS.raw_at(path) for path in sorted(job.declared_params(PARAMS))}
+
+    return sections
+
+
+def step_resources(step):
+    requests = {}
+    if step.gpu:
+        requests["gpu"] = 1
+    if step.resources:
+        request = getattr(PARAMS.resources, step.resources)
+        requests.update(runtime=request.runtime, mem_mb=request.mem_mb)
+    return requests
+
+
+def step_command(step):
+    """The job's `shpeft <step> ...` command, the same string as its DVC stage's."""
+    return lambda wildcards: job_of(step, wildcards).command()
 
 
 onstart:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+
+from pydantic import Field
 
 from shpeft.data.files import collect, inside_root
 from shpeft.data.registry import (
@@ -17,15 +18,18 @@ from shpeft.data.registry import (
 from shpeft.errors import ShpeftError
 
 
-@dataclass
 class CsvConfig(DatasetConfig):
-    root: str = "data/images"
-    #: The manifest file, relative to `root` (or absolute).
-    manifest: str = "labels.csv"
+    """A CSV manifest of image paths and labels."""
+
+    root: str = Field(min_length=1)
+    """The folder the manifest's paths are relative to."""
+    manifest: str = Field("labels.csv", min_length=1)
+    """The manifest file, relative to `root` (or absolute), with columns path,label[,split]."""
 
 
 @register_source("csv", CsvConfig)
 def load_csv(cfg: CsvConfig) -> RawDataset:
+    """A CSV manifest of `path,label[,split]` rows, paths relative to `root`."""
     root = resolve_root(cfg.root, "csv.root")
     manifest = root / cfg.manifest
     if not manifest.is_file():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import Field
 
 from shpeft.data.files import collect
 from shpeft.data.images import EXTENSIONS
@@ -18,9 +19,11 @@ from shpeft.data.registry import (
 from shpeft.errors import ShpeftError
 
 
-@dataclass
 class ImageFolderConfig(DatasetConfig):
-    root: str = "data/images"
+    """A folder of class subfolders."""
+
+    root: str = Field(min_length=1)
+    """The folder holding `<class>/` (or `{train,val,test}/<class>/`) subfolders of images."""
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -40,6 +43,7 @@ def _images_in(folder: Path) -> list[Path]:
 
 @register_source("imagefolder", ImageFolderConfig)
 def load_imagefolder(cfg: ImageFolderConfig) -> RawDataset:
+    """Images in `root/<class>/`, or in `root/{train,val,test}/<class>/` for an official split."""
     root = resolve_root(cfg.root, "imagefolder.root")
     top = {p.name for p in _class_dirs(root)}
     split_level = bool(top) and top <= set(SPLITS) and "train" in top

@@ -7,27 +7,29 @@ Files are read from a local `root`; they are downloaded through the `medmnist` p
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from shpeft.data.images import array_to_rgb
 from shpeft.data.registry import SPLITS, DatasetConfig, RawDataset, register_source
 from shpeft.errors import ShpeftError
 from shpeft.fileio import sha256_file
 
-SIZES = (28, 64, 128, 224)
 
-
-@dataclass
 class MedMNISTConfig(DatasetConfig):
-    #: As the medmnist package spells it, e.g. `breastmnist`, `pneumoniamnist`.
-    name: str = "breastmnist"
-    root: str = "data/medmnist"
-    #: Which official file: 28, 64, 128 or 224 px.
-    size: int = 28
+    """An official MedMNIST npz file."""
+
+    name: str = Field(pattern=r"^[a-z0-9]+$")
+    """As the medmnist package spells it, e.g. `breastmnist`, `pneumoniamnist`."""
+    root: str = Field("data/medmnist", min_length=1)
+    """The folder holding the npz files."""
+    size: Literal[28, 64, 128, 224] = 28
+    """Which official file: 28, 64, 128 or 224 px."""
     download: bool = False
+    """Fetch a missing file through the medmnist package (needs internet)."""
 
 
 def npz_name(name: str, size: int) -> str:
@@ -89,8 +91,7 @@ def _brief(exc: Exception) -> str:
 
 @register_source("medmnist", MedMNISTConfig)
 def load_medmnist(cfg: MedMNISTConfig) -> RawDataset:
-    if cfg.size not in SIZES:
-        raise ShpeftError(f"medmnist.size: {cfg.size} is not one of {SIZES}")
+    """The official MedMNIST npz files, with their official split."""
     root = Path(cfg.root).expanduser()
     path = root / npz_name(cfg.name, cfg.size)
     if not path.is_file():

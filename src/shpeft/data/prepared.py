@@ -13,11 +13,38 @@ from typing import Any
 
 import numpy as np
 
-from shpeft.data.registry import SPLITS
+from shpeft.data.registry import SPLITS, RawDataset
+from shpeft.data.splits import counts
 from shpeft.errors import ShpeftError
-from shpeft.fileio import read_json
+from shpeft.fileio import atomic_path, read_json, sha256_file, write_json
 
 ARRAYS = ("images", "labels", "split")
+MANIFEST = "manifest.json"
+
+
+def write_prepared(
+    raw: RawDataset, name: str, config: dict[str, Any], out_dir: Path
+) -> dict[str, Any]:
+    """Write the arrays and the manifest (class names, counts, source-file and array hashes)."""
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        arrays = {"images": raw.images, "labels": raw.labels, "split": raw.split}
+        for key, array in arrays.items():
+            np.save(tmp / f"{key}.npy", np.ascontiguousarray(array))
+        manifest = {
+            "dataset": name,
+            "config": config,
+            "class_names": raw.class_names,
+            "num_classes": len(raw.class_names),
+            "image_shape": list(raw.images.shape[1:]),
+            "counts": counts(raw),
+            "sizes": {s: int(np.sum(raw.split == i)) for i, s in enumerate(SPLITS)},
+            "split_origin": raw.split_origin,
+            "source_files": raw.source_files,
+            "arrays_sha256": {key: sha256_file(tmp / f"{key}.npy") for key in arrays},
+        }
+        write_json(tmp / MANIFEST, manifest)
+    return manifest
 
 
 @dataclass
@@ -32,7 +59,7 @@ class PreparedDataset:
     def load(cls, root: str | Path) -> PreparedDataset:
         root = Path(root)
         try:
-            manifest = read_json(root / "manifest.json")
+            manifest = read_json(root / MANIFEST)
             arrays = [np.load(root / f"{name}.npy", mmap_mode="r") for name in ARRAYS]
         except (OSError, ValueError) as exc:
             raise ShpeftError(f"{root}: prepared dataset missing or unreadable ({exc})") from None

@@ -1,38 +1,42 @@
 """The data-source registry: `source: <name>` in a dataset's params picks a loader from here.
 
-Adding a source is one module that defines a config dataclass (subclassing `DatasetConfig`) and a
-loader decorated with `@register_source(name, ConfigClass)`, plus its keys in the params schema.
+Adding a source is one module in this package that defines its config (subclassing
+`DatasetConfig`, every field documented) and a loader decorated with
+`@register_source(name, ConfigClass)`. The registry finds every module here; the params model's
+`datasets.<id>` union, the JSON schema and the reference docs gain the source from it.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
+from pydantic import Field, create_model
 
+from shpeft.config import Section
 from shpeft.errors import ShpeftError
-from shpeft.params import build
 
 SPLITS = ("train", "val", "test")
 #: Stored in the per-image split array; UNASSIGNED is filled by a seeded stratified split.
 TRAIN, VAL, TEST, UNASSIGNED = 0, 1, 2, -1
 
 
-@dataclass
-class DatasetConfig:
-    """Options every source takes."""
+class DatasetConfig(Section):
+    """Keys every source takes besides its `source`."""
 
-    source: str
-    #: Side length in pixels of the stored square uint8 images.
-    image_size: int
-    #: Used only where the source has no official split (or no validation split).
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    split_seed: int = 0
+    image_size: int = Field(ge=16, le=1024)
+    """Side length in pixels of the stored square uint8 images."""
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+    """Share of the cases drawn into validation where the source has no validation split."""
+    test_fraction: float = Field(0.15, ge=0, lt=1)
+    """Share of the cases drawn into test where the source has no test split."""
+    split_seed: int = Field(0, ge=0)
+    """Seeds the stratified split drawn where the source has none."""
 
 
 @dataclass
@@ -56,38 +60,48 @@ Loader = Callable[[Any], RawDataset]
 @dataclass(frozen=True)
 class Source:
     name: str
-    config_cls: type[DatasetConfig]
+    #: The source's config with `source: <name>`, made by `register_source`.
+    config_model: type[DatasetConfig]
     load: Loader
 
 
 _SOURCES: dict[str, Source] = {}
-_MODULES = ("synthetic", "medmnist", "imagefolder", "csvfile")
 
 
 def register_source(name: str, config_cls: type[DatasetConfig]) -> Callable[[Loader], Loader]:
+    """Register a loader under `name`, the value of `datasets.<id>.source` that selects it."""
+
     def decorator(load: Loader) -> Loader:
-        _SOURCES[name] = Source(name, config_cls, load)
+        summary = (load.__doc__ or config_cls.__doc__ or name).strip().splitlines()[0]
+        model = create_model(
+            f"{config_cls.__name__.removesuffix('Config')}Dataset",
+            __base__=config_cls,
+            __doc__=f"`source: {name}`: {summary}",
+            source=(Literal[name], Field(description=f"`{name}`: {summary}")),
+        )
+        _SOURCES[name] = Source(name, model, load)
         return load
 
     return decorator
 
 
 def sources() -> dict[str, Source]:
-    for module in _MODULES:
-        importlib.import_module(f"shpeft.data.{module}")
+    """Every registered source by name (every module of this package is imported first)."""
+    package = importlib.import_module(__package__)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{__package__}.{module.name}")
     return dict(_SOURCES)
 
 
-def get_source(name: str) -> Source:
-    known = sources()
-    if name not in known:
-        raise ShpeftError(f"unknown data source '{name}' (known: {', '.join(sorted(known))})")
-    return known[name]
+def config_union() -> Any:
+    """The type of a `datasets.<id>` entry: one config model per source, told apart by `source`."""
+    models = tuple(source.config_model for source in sources().values())
+    return Annotated[Union[models], Field(discriminator="source")]  # noqa: UP007
 
 
-def dataset_config(params: dict[str, Any]) -> DatasetConfig:
-    """The typed config of one dataset's params entry."""
-    return build(get_source(params["source"]).config_cls, params)
+def load_raw(cfg: DatasetConfig) -> RawDataset:
+    """The dataset as its source reads it."""
+    return sources()[cfg.source].load(cfg)
 
 
 def resolve_root(root: str | Path, key: str) -> Path:

@@ -7,10 +7,9 @@ training starts from the pretrained function.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from shpeft.errors import ShpeftError
@@ -18,16 +17,17 @@ from shpeft.methods.registry import RunContext, SizedConfig, SizedMethod, regist
 from shpeft.surgery import match_modules, replace_module
 
 
-@dataclass
 class AdapterConfig(SizedConfig):
-    #: Bottleneck width of each adapter.
-    width: int = 64
-    #: Scale of the adapter's output (the paper's s).
+    """AdaptFormer's options."""
+
+    width: int = Field(64, ge=1)
+    """Bottleneck width of each adapter."""
     scale: float = 0.1
-    #: Dropout inside the adapter.
-    dropout: float = 0.0
-    #: Glob patterns of the MLP modules that get a parallel adapter.
-    targets: list[str] = field(default_factory=lambda: ["blocks.*.mlp"])
+    """Scale of the adapter's output (the paper's s)."""
+    dropout: float = Field(0.0, ge=0, le=1)
+    """Dropout inside the adapter."""
+    targets: list[str] = Field(default_factory=lambda: ["blocks.*.mlp"], min_length=1)
+    """Glob patterns of the MLP modules that get a parallel adapter."""
 
 
 class ParallelAdapter(nn.Module):

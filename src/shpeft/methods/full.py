@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from shpeft.methods.registry import SubsetMethod, head_names, register_method
+from shpeft.methods.registry import SubsetMethod, register_method
+from shpeft.surgery import head_names
 
 
 @register_method("full")

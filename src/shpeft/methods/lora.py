@@ -8,8 +8,7 @@ glob patterns over module names, resolved here to exact names so that `peft` ada
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from pydantic import Field
 from torch import nn
 
 from shpeft.methods.registry import RunContext, SizedConfig, SizedMethod, register_method
@@ -23,16 +22,17 @@ DEFAULT_TARGETS = (
 )
 
 
-@dataclass
 class LoraConfig(SizedConfig):
-    #: Rank of each update.
-    rank: int = 8
-    #: Scaling numerator: the update is multiplied by alpha / rank.
-    alpha: float = 8.0
-    #: Dropout on the LoRA branch's input.
-    dropout: float = 0.0
-    #: Glob patterns of the Linear modules that get an update.
-    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    """LoRA's options."""
+
+    rank: int = Field(8, ge=1)
+    """Rank of each update."""
+    alpha: float = Field(8.0, gt=0)
+    """Scaling numerator: the update is multiplied by alpha / rank."""
+    dropout: float = Field(0.0, ge=0, le=1)
+    """Dropout on the LoRA branch's input."""
+    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS), min_length=1)
+    """Glob patterns of the Linear modules that get an update."""
 
 
 @register_method("lora")

@@ -7,40 +7,57 @@ a randomly initialised ViT-B/16 has the shapes of the real one.
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from shpeft.importance import ScoreConfig, eligible_parameters
-from shpeft.masks import MaskConfig, planned_entries
-from shpeft.methods.registry import RunContext, create_method, head_names
-from shpeft.params import build, run_methods
+from shpeft.backbone.config import BackboneConfig
+from shpeft.backbone.weights import create
+from shpeft.errors import ShpeftError
+from shpeft.methods.registry import RunContext, create_method
+from shpeft.selection.importance import eligible_parameters
+from shpeft.selection.masks import MaskConfig, planned_entries
+from shpeft.surgery import head_names
+
+if TYPE_CHECKING:
+    from shpeft.params import Params
 
 
-def overview(params: dict[str, Any], model: nn.Module) -> list[dict[str, Any]]:
+def overview_model(backbone: BackboneConfig, model: str | None, model_args: dict | None):
+    """The randomly initialised backbone to count on: `backbone`, or another timm model."""
+    cfg = backbone.model_copy(
+        update={
+            **({"model": model} if model else {}),
+            **({"model_args": model_args} if model_args is not None else {}),
+        }
+    )
+    try:
+        return cfg, create(cfg, num_classes=2)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ShpeftError(f"--model {cfg.model}: cannot build it ({exc})") from None
+
+
+def overview(params: Params, model: nn.Module) -> list[dict[str, Any]]:
     """One row per method of the grid: kind, reference, what trains, trainable count, fraction."""
     head = head_names(model)
     backbone = sum(p.numel() for n, p in model.named_parameters() if n not in head)
-    eligible = eligible_parameters(model, build(ScoreConfig, params.get("score", {})).eligible)
-    shapes = [param.shape for param in eligible.values()]
-    ctx = RunContext("overview", 0, {})
+    shapes = [p.shape for p in eligible_parameters(model, params.score.eligible).values()]
+    ctx = RunContext("overview", 0, None)
     rows = []
-    for name in run_methods(params):
-        entry = params["methods"][name]
-        method = create_method(entry)
+    for name in params.grid.methods:
+        cfg = params.methods[name]
+        method = create_method(cfg)
         trains = method.trains
-        if "mask" in entry:
-            mask = build(MaskConfig, params["masks"][entry["mask"]])
+        if getattr(cfg, "mask", None) is not None:
+            mask = params.masks[cfg.mask]
             count = planned_entries(mask, backbone, shapes)
-            trains += f" (mask '{entry['mask']}': {_describe(mask)})"
+            trains += f" (mask '{cfg.mask}': {_describe(mask)})"
         else:
             count = method.formula(model, ctx)
         rows.append(
             {
                 "method": name,
-                "kind": entry["kind"],
+                "kind": cfg.kind,
                 "reference": method.reference,
                 "trains (besides the head)": trains,
                 "trainable": count,
@@ -48,36 +65,6 @@ def overview(params: dict[str, Any], model: nn.Module) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-#: Columns of the location heatmap: the eligible linear layers of a block, then anything else.
-KINDS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2", "other")
-OUTSIDE = -1
-_LOCATION = re.compile(rf"blocks\.(\d+)\.(?:({'|'.join(map(re.escape, KINDS[:-1]))})\.)?")
-
-
-def locations(model: nn.Module) -> Counter[tuple[int, str]]:
-    """Trainable backbone parameters per (block, kind); block -1 is outside the blocks.
-
-    A parameter belongs to the block and layer its name sits under (an injected LoRA matrix,
-    sparse delta or SSF scale under `blocks.3.attn.qkv` counts there). VPT-deep's prompts are one
-    tensor with a row per block, so they are split by row.
-    """
-    head = head_names(model)
-    counts: Counter[tuple[int, str]] = Counter()
-    for name, param in model.named_parameters():
-        if not param.requires_grad or name in head:
-            continue
-        if name.endswith("prompts") and param.ndim == 3 and param.shape[0] > 1:
-            for block in range(param.shape[0]):
-                counts[block, "other"] += param[block].numel()
-            continue
-        found = _LOCATION.match(name)
-        if found is None:
-            counts[OUTSIDE, "other"] += param.numel()
-        else:
-            counts[int(found[1]), found[2] or "other"] += param.numel()
-    return counts
 
 
 def _describe(mask: MaskConfig) -> str:

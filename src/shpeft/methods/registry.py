@@ -1,11 +1,14 @@
 """The method registry and the interface every method implements.
 
-A method is one module with a config dataclass (subclassing `MethodConfig`, every field documented)
-and a `Method` subclass registered with `@register_method(kind)`. `apply` turns a backbone with a
-fresh head into a model whose trainable parameters are exactly the method's: it freezes
-everything, lets the method `adapt` the backbone (inject its modules, unfreeze its parameters),
-then unfreezes the head. `save` writes only what was trained (with the backbone's sha256), `load`
-puts it back onto a fresh backbone.
+A method is one module in this package: a config (subclassing `MethodConfig`, every field
+documented) and a `Method` subclass registered with `@register_method(kind)`. Registering is all
+it takes: the registry finds every module here, and the params model's `methods.<id>` union,
+the JSON schema and the reference docs gain the kind from it.
+
+`apply` turns a backbone with a fresh head into a model whose trainable parameters are exactly the
+method's: it freezes everything, lets the method `adapt` the backbone (inject its modules,
+unfreeze its parameters), then unfreezes the head. `save` writes only what was trained (bound to
+the backbone's sha256), `load` puts it back onto a fresh backbone.
 
 Methods with a size knob (LoRA's rank, a prompt length, a bottleneck width) subclass
 `SizedMethod`: their trainable count is a formula of the backbone and the size, so params can ask
@@ -15,28 +18,33 @@ for `target_params` and get the size that comes closest.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from pydantic import Field, create_model
 from torch import nn
 
-from shpeft.backbone import check_backbone
+from shpeft import bound
+from shpeft.config import Section, partial
 from shpeft.errors import ShpeftError
-from shpeft.params import build
+from shpeft.surgery import freeze, head_names, unfreeze_head
+from shpeft.train.config import FinetuneConfig
 
-_MODULES = ("full", "linear", "bitfit", "ln_tune", "lora", "vpt", "adapter", "ssf", "sparse")
+if TYPE_CHECKING:
+    from shpeft.backbone.model import BackboneInfo
+
+FinetuneOverride = partial(FinetuneConfig)
 
 
-@dataclass
-class MethodConfig:
-    kind: str
-    #: Overrides of `finetune` keys for this method only (e.g. a lower `lr` for full tuning).
-    finetune: dict[str, Any] = field(default_factory=dict)
+class MethodConfig(Section):
+    """Keys every method takes besides its `kind`."""
+
+    finetune: FinetuneOverride = Field(default_factory=FinetuneOverride)  # type: ignore[valid-type]
+    """Overrides of `finetune` keys for this method only (e.g. a lower `lr` for full tuning)."""
 
 
 @dataclass
@@ -45,22 +53,15 @@ class RunContext:
 
     dataset: str
     seed: int
-    backbone_meta: dict[str, Any]
+    backbone: BackboneInfo | None
     inputs: dict[str, Path] = field(default_factory=dict)
-
-
-def head_names(model: nn.Module) -> set[str]:
-    """Parameter names of the classifier head (timm models name it via `get_classifier`)."""
-    head = model.get_classifier()
-    return {
-        name
-        for name, param in model.named_parameters()
-        if any(param is p for p in head.parameters())
-    }
 
 
 class Method:
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+    #: The config model with its `kind`, made by `register_method`.
+    config_model: ClassVar[type[MethodConfig]]
+    kind: ClassVar[str]
     #: The file, in the run's directory, that holds what the method trained.
     trained_file: ClassVar[str] = "trained.safetensors"
     #: For tables: the paper the method follows, and what trains besides the head.
@@ -105,16 +106,14 @@ class Method:
                 params[name].copy_(value)
 
     def save(self, model: nn.Module, path: Path, backbone_sha256: str) -> None:
-        """Write what was trained, tagged with the backbone it was trained on."""
-        metadata = {"backbone_sha256": backbone_sha256, "kind": self.cfg.kind}
-        save_file(self.trained_state(model), path, metadata=metadata)
+        """Write what was trained, bound to the backbone it was trained on."""
+        bound.write(path, self.trained_state(model), backbone_sha256, kind=self.kind)
 
     def load(self, model: nn.Module, path: Path, ctx: RunContext) -> nn.Module:
         """Apply the method to `model` (a fresh backbone with the same hash), then put back what
         `save` wrote."""
-        with safe_open(str(path), framework="pt") as handle:
-            check_backbone(path, handle.metadata(), ctx.backbone_meta["sha256"])
-            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        with bound.read(path, ctx.backbone.sha256, what="trained part") as reader:
+            state = reader.all()
         self.apply(model, ctx)
         self.load_trained_state(model, state)
         return model
@@ -144,11 +143,12 @@ class SubsetMethod(Method):
         return sum(param.numel() for param in self.parameters(model))
 
 
-@dataclass
 class SizedConfig(MethodConfig):
-    #: Trainable backbone parameters to aim for: when set, the method's size option is chosen to
-    #: come closest (ties to the smaller size), for comparisons at matched budgets.
-    target_params: int | None = None
+    """Keys of every method with a size option."""
+
+    target_params: int | None = Field(None, ge=1)
+    """Trainable backbone parameters to aim for: when set, the method's size option is chosen to
+    come closest (ties to the smaller size), for comparisons at matched budgets."""
 
 
 class SizedMethod(Method):
@@ -182,7 +182,7 @@ class SizedMethod(Method):
         value = getattr(self.cfg, self.size_option)
         if not 1 <= value <= largest:
             raise ShpeftError(
-                f"method '{self.cfg.kind}': {self.size_option} {value} does not fit the backbone "
+                f"method '{self.kind}': {self.size_option} {value} does not fit the backbone "
                 f"(between 1 and {largest})"
             )
         return value
@@ -192,7 +192,16 @@ _METHODS: dict[str, type[Method]] = {}
 
 
 def register_method(kind: str) -> Callable[[type[Method]], type[Method]]:
+    """Register a method under `kind`, the value of `methods.<id>.kind` that selects it."""
+
     def decorator(cls: type[Method]) -> type[Method]:
+        cls.kind = kind
+        cls.config_model = create_model(
+            f"{cls.__name__}Params",
+            __base__=cls.config_cls,
+            __doc__=f"`kind: {kind}`: {cls.reference or cls.__doc__ or kind}.",
+            kind=(Literal[kind], Field(description=f"`{kind}`: {cls.trains or 'see its module'}")),
+        )
         _METHODS[kind] = cls
         return cls
 
@@ -200,26 +209,26 @@ def register_method(kind: str) -> Callable[[type[Method]], type[Method]]:
 
 
 def methods() -> dict[str, type[Method]]:
-    for module in _MODULES:
-        importlib.import_module(f"shpeft.methods.{module}")
+    """Every registered method by kind (every module of this package is imported first)."""
+    package = importlib.import_module(__package__)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{__package__}.{module.name}")
     return dict(_METHODS)
 
 
-def create_method(params: dict[str, Any]) -> Method:
-    """A method instance from its params entry (`kind` plus the method's own options)."""
+def config_union() -> Any:
+    """The type of a `methods.<id>` entry: one config model per kind, told apart by `kind`."""
+    models = tuple(dict.fromkeys(cls.config_model for cls in methods().values()))
+    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007
+
+
+def create_method(cfg: MethodConfig | dict[str, Any]) -> Method:
+    """A method instance from its typed config (or its params entry, validated here)."""
     known = methods()
-    kind = params.get("kind")
+    kind = cfg.get("kind") if isinstance(cfg, dict) else cfg.kind
     if kind not in known:
         raise ShpeftError(f"unknown method kind '{kind}' (known: {', '.join(sorted(known))})")
     cls = known[kind]
-    return cls(build(cls.config_cls, params))
-
-
-def freeze(model: nn.Module) -> None:
-    for param in model.parameters():
-        param.requires_grad_(False)
-
-
-def unfreeze_head(model: nn.Module) -> None:
-    for param in model.get_classifier().parameters():
-        param.requires_grad_(True)
+    if isinstance(cfg, MethodConfig):  # a copy: a size chosen from target_params is the run's own
+        return cls(cfg.model_copy(deep=True))
+    return cls(cls.config_model.model_validate(cfg))

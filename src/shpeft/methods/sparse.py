@@ -1,12 +1,13 @@
 """Methods that train the entries of a mask as sparse deltas, plus the head.
 
-`sh-peft` trains the entries of a mask variant built by the `mask` step (the hybrid one by default;
-the task-specific-only and task-agnostic-only variants give the ablations). `spt` and `gps` are the
-same engine on their papers' selections, which are mask rules (see `shpeft.masks`): they differ
-from `sh-peft` only in the mask variant they read and in what tables say of them.
+`sh-peft` trains the entries of a mask variant built by the `mask` step (the hybrid one in the
+demo; the task-specific-only and task-agnostic-only variants give the ablations). `spt` and `gps`
+are the same engine on their papers' selections, which are mask rules (see
+`shpeft.selection.masks`): the variant they read must hold their own rule (`own_rule`), so
+pairing either with a variant of another rule stops at validation.
 `sparse-random` trains as many entries as its mask holds, at positions drawn by the run's seed
 among the same eligible tensors. Every other backbone weight stays bitwise unchanged; what is
-saved is `delta.safetensors` (per-tensor positions and values, and the head), tagged with the
+saved is `delta.safetensors` (per-tensor positions and values, and the head), bound to the
 backbone's sha256.
 
 Backpropagation stops by itself below the lowest block that holds a trainable entry: nothing there
@@ -15,29 +16,25 @@ requires a gradient, so autograd records no graph and keeps no activations for i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from torch import nn
 
+from shpeft.config import Name
 from shpeft.errors import ShpeftError
-from shpeft.masks import Mask, load_mask, random_selection
-from shpeft.methods.registry import (
-    Method,
-    MethodConfig,
-    RunContext,
-    freeze,
-    head_names,
-    register_method,
-)
-from shpeft.sparse.inject import Selection, inject, load_delta, merge, save_delta, split_flat
+from shpeft.methods.registry import Method, MethodConfig, RunContext, register_method
+from shpeft.selection.masks import Mask, Selection, load_mask, random_selection, split_flat
+from shpeft.sparse.inject import inject, load_delta, merge, save_delta
+from shpeft.surgery import freeze, head_names
 
 
-@dataclass
 class SparseConfig(MethodConfig):
-    #: The mask variant (a key of `masks`) whose entries train, read from
-    #: `results/masks/<dataset>/<mask>.safetensors`.
-    mask: str = "hybrid"
+    """A method that trains the entries of a mask variant."""
+
+    mask: Name
+    """The mask variant (a key of `masks`) whose entries train, read from
+    `results/masks/<dataset>/<mask>.safetensors`."""
 
 
 @register_method("sh-peft")
@@ -46,6 +43,8 @@ class SparseMask(Method):
     trained_file = "delta.safetensors"
     reference = "SH-PEFT, MICCAI 2024 (reconstructed)"
     trains = "k entries of qkv/proj/fc1/fc2 by importance"
+    #: Settings the mask variant must have: this method's own selection rule (empty: any).
+    own_rule: ClassVar[dict[str, Any]] = {}
 
     def formula(self, model: nn.Module, ctx: RunContext) -> int:
         return self.read_mask(ctx).k
@@ -55,8 +54,8 @@ class SparseMask(Method):
 
     def read_mask(self, ctx: RunContext) -> Mask:
         if "mask" not in ctx.inputs:
-            raise ShpeftError(f"method kind '{self.cfg.kind}' needs its mask file as an input")
-        return load_mask(ctx.inputs["mask"], ctx.backbone_meta["sha256"])
+            raise ShpeftError(f"method kind '{self.kind}' needs its mask file as an input")
+        return load_mask(ctx.inputs["mask"], ctx.backbone.sha256)
 
     def adapt(self, model: nn.Module, ctx: RunContext) -> None:
         for layer in inject(model, self.selection(ctx)).values():
@@ -71,7 +70,7 @@ class SparseMask(Method):
 
     def load(self, model: nn.Module, path: Path, ctx: RunContext) -> nn.Module:
         freeze(model)
-        head = load_delta(path, model, ctx.backbone_meta["sha256"])
+        head = load_delta(path, model, ctx.backbone.sha256)
         self.load_trained_state(model, head)
         return model
 
@@ -82,6 +81,7 @@ class Spt(SparseMask):
 
     reference = "SPT, He et al., ICCV 2023 (unstructured part)"
     trains = "k entries of qkv/proj/fc1/fc2 by sensitivity sum g^2"
+    own_rule = {"rule": "split", "task_specific": "grad_l2", "rho": 1.0}
 
 
 @register_method("gps")
@@ -90,6 +90,7 @@ class Gps(SparseMask):
 
     reference = "GPS, Zhang et al., CVPR 2024"
     trains = "the top-K inputs of every neuron by gradient magnitude"
+    own_rule = {"rule": "per_neuron", "task_specific": "grad_l1"}
 
 
 @register_method("sparse-random")

@@ -10,9 +10,8 @@ preceding weights; shpeft keeps them apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
+from pydantic import Field
 from torch import nn
 
 from shpeft.errors import ShpeftError
@@ -32,11 +31,12 @@ DEFAULT_TARGETS = (
 )
 
 
-@dataclass
 class SsfConfig(MethodConfig):
-    #: Glob patterns of the modules whose output is scaled and shifted (Linear, LayerNorm or
-    #: Conv2d); `Identity` matches (a ViT without a final norm) are skipped.
-    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    """SSF's options."""
+
+    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS), min_length=1)
+    """Glob patterns of the modules whose output is scaled and shifted (Linear, LayerNorm or
+    Conv2d); `Identity` matches (a ViT without a final norm) are skipped."""
 
 
 class ScaleShift(nn.Module):

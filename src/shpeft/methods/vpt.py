@@ -11,22 +11,23 @@ language models and has no vision counterpart, hence this module.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from shpeft.errors import ShpeftError
 from shpeft.methods.registry import RunContext, SizedConfig, SizedMethod, register_method
 
 
-@dataclass
 class VptConfig(SizedConfig):
-    #: Prompt tokens per layer.
-    length: int = 10
-    #: Dropout on the prompt tokens.
-    dropout: float = 0.0
+    """VPT's options."""
+
+    length: int = Field(10, ge=1)
+    """Prompt tokens per layer."""
+    dropout: float = Field(0.0, ge=0, le=1)
+    """Dropout on the prompt tokens."""
 
 
 class PromptedBlocks(nn.Module):
@@ -58,7 +59,7 @@ class _Vpt(SizedMethod):
 
     def _layers(self, model: nn.Module) -> int:
         if not isinstance(getattr(model, "blocks", None), nn.Sequential):
-            raise ShpeftError(f"method '{self.cfg.kind}' needs a ViT with a `blocks` sequence")
+            raise ShpeftError(f"method '{self.kind}' needs a ViT with a `blocks` sequence")
         return len(model.blocks) if self.deep else 1
 
     def count_for(self, model: nn.Module, size: int) -> int:

@@ -2,7 +2,7 @@
 
 A selection maps weight names (e.g. `blocks.3.attn.qkv.weight`) to the flat positions, within
 that tensor, of the entries that train. The saved delta holds, per tensor, those positions and
-their trained values, plus the classifier head, with the backbone's sha256 in the metadata;
+their trained values, plus the classifier head, bound to the backbone's sha256 (`shpeft.bound`):
 loading it onto a backbone with another hash is refused.
 """
 
@@ -10,29 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from shpeft.backbone import check_backbone
+from shpeft import bound
 from shpeft.errors import ShpeftError
+from shpeft.selection.masks import Selection
 from shpeft.sparse.delta import SparseDeltaLinear
 from shpeft.surgery import parent_of
-
-Selection = dict[str, np.ndarray]
-
-
-def split_flat(flat: np.ndarray, sizes: dict[str, int]) -> Selection:
-    """Split indices into the concatenation of tensors (in `sizes` order) into per-tensor ones."""
-    bounds = np.cumsum([0, *sizes.values()])
-    flat = np.sort(np.asarray(flat, dtype=np.int64))
-    return {
-        name: flat[(flat >= low) & (flat < high)] - low
-        for name, low, high in zip(sizes, bounds[:-1], bounds[1:], strict=True)
-        if np.any((flat >= low) & (flat < high))
-    }
 
 
 def _parent(model: nn.Module, weight_name: str) -> tuple[nn.Module, str]:
@@ -86,14 +71,13 @@ def save_delta(
         tensors[f"{name}.indices"] = (layer.rows * layer.base.in_features + layer.cols).cpu()
         tensors[f"{name}.values"] = layer.values.detach().cpu().contiguous()
     tensors.update({f"head/{k}": v.detach().cpu().contiguous() for k, v in head.items()})
-    save_file(tensors, path, metadata={"backbone_sha256": backbone_sha256})
+    bound.write(path, tensors, backbone_sha256)
 
 
 def load_delta(path: str | Path, model: nn.Module, backbone_sha256: str) -> dict[str, torch.Tensor]:
     """Inject and fill the deltas of `path` into `model`; return the head tensors."""
-    with safe_open(str(path), framework="pt") as handle:
-        check_backbone(path, handle.metadata(), backbone_sha256)
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    with bound.read(path, backbone_sha256, what="sparse delta") as reader:
+        tensors = reader.all()
     selection = {
         key.removesuffix(".indices"): value.numpy()
         for key, value in tensors.items()

@@ -1,0 +1,185 @@
+"""The reproducibility report: everything needed to judge and rerun the grid's results.
+
+`REPORT.md` is rendered from `report.md.j2` (Jinja2); `report.html` is the same Markdown as one
+self-contained page with every figure embedded. The items follow the MICCAI reproducibility
+checklist where they apply to a computational study: environment, data (sources, sha256, split
+sizes per class), preprocessing, methods with their full resolved configuration, training
+protocol and model selection, evaluation and statistics, results with intervals and tests,
+failure analysis, compute time per job, and the commands, git commit and `dvc.lock` hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from shpeft.backbone.model import backbone_info
+from shpeft.data.prepared import PreparedDataset
+from shpeft.runs import RunFolder
+from shpeft.selection.importance import read_summary
+
+TEMPLATE = "report.md.j2"
+REPORT_MD = "REPORT.md"
+REPORT_HTML = "report.html"
+#: Source files listed per dataset in the report (all are in its manifest.json).
+LISTED_FILES = 20
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    return pd.DataFrame(rows).to_markdown(index=False) if rows else "(none)"
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def dataset_entry(data_dir: Path) -> dict[str, Any]:
+    """What the report says of one prepared dataset, from its manifest."""
+    manifest = PreparedDataset.load(data_dir).manifest
+    files = list((manifest.get("source_files") or {}).items())
+    return {
+        "name": manifest["dataset"],
+        "config": compact(manifest["config"]),
+        "files": files[:LISTED_FILES],
+        "more": max(0, len(files) - LISTED_FILES),
+        "split": manifest["split_origin"],
+        "arrays": manifest["arrays_sha256"],
+        "counts": pd.DataFrame(manifest["counts"]).T.to_markdown(),
+    }
+
+
+def run_entries(run_dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per run: device, time and selected epoch; per method: the resolved config of its first
+    run (with the selection rule, the same for all)."""
+    rows, methods = [], {}
+    for run in map(RunFolder, run_dirs):
+        config, metrics = run.config(), run.metrics()
+        rows.append(
+            {
+                "dataset": config["dataset"],
+                "method": config["method"],
+                "seed": config["seed"],
+                "device": config["device"],
+                "train seconds": round(config.get("train_seconds", float("nan")), 1),
+                "selected epoch": metrics["best_epoch"],
+            }
+        )
+        methods.setdefault(
+            config["method"],
+            {
+                "method_config": compact(config["method_config"]),
+                "finetune": compact(config["finetune"]),
+                "selection": config["selection"],
+            },
+        )
+    return rows, methods
+
+
+def commands(params_files: Sequence[str], checkout: str) -> list[str]:
+    overlays = [f for f in params_files if Path(f).name != "params.yaml"]
+    snakemake = "snakemake --cores N --resources gpu=K"
+    if overlays:
+        snakemake += " --configfile " + " ".join(overlays)
+    lines = [
+        f"git checkout {checkout}",
+        "make install            # the pinned environment (requirements.lock)",
+        snakemake,
+    ]
+    if not overlays:
+        lines.append("dvc repro              # the same DAG with DVC")
+    return lines
+
+
+def render(context: dict[str, Any]) -> str:
+    """REPORT.md from the template."""
+    environment = Environment(
+        loader=FileSystemLoader(Path(__file__).parent),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, not HTML; report.html escapes through markdown-it
+    )
+    environment.filters["code"] = lambda value: f"`{value}`"
+    return environment.get_template(TEMPLATE).render(**context)
+
+
+def context(
+    inputs: dict[str, Any], params: Any, env: dict[str, Any], git: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything the template shows, read from the report step's inputs."""
+    runs, methods = run_entries(inputs["runs"])
+    backbone = backbone_info(inputs["backbone"])
+    packages = env.pop("packages")
+    figures = sorted(p.name for p in Path(inputs["figures"]).glob("failures_*.png"))
+    return {
+        **git,
+        "files": params.files,
+        "commands": commands(params.files, git["checkout"]),
+        "environment": table([{"item": k, "value": v} for k, v in env.items()]),
+        "packages": packages,
+        "datasets": [dataset_entry(d) for d in inputs["data"]],
+        "augment": compact(params.finetune.augment.model_dump()),
+        "backbone": {
+            "model": backbone.config.model,
+            "model_args": json.dumps(backbone.config.create_args),
+            "origin": backbone.origin,
+            "sha256": backbone.sha256,
+            "num_params": backbone.num_params,
+        },
+        "methods": {m: methods[m] for m in params.grid.methods if m in methods},
+        "score": compact(params.raw_at("score") or {}),
+        "masks": compact(params.raw_at("masks") or {}),
+        "seeds": params.seeds,
+        "selection": next(iter(methods.values()))["selection"] if methods else "n/a",
+        "level": f"{params.stats.level:.0%}",
+        "stats": compact(params.raw_at("stats") or {}),
+        "main_table": (Path(inputs["tables"]) / "main.md").read_text(),
+        "sweeps": "\n".join((Path(s) / "sweep.md").read_text() for s in inputs["sweeps"])
+        or "No sweep ran (`sweeps.*.values` empty).\n",
+        "failures": figures,
+        "scoring": table(
+            [
+                {"dataset": Path(d).name, "seconds": round(read_summary(d)["seconds"], 1)}
+                for d in inputs["importance"]
+            ]
+        ),
+        "training": table(runs),
+    }
+
+
+def figure_files(figures_dir: Path, sweeps: Sequence[Path]) -> dict[str, Path]:
+    """Every PNG the report embeds, by caption: the figures step's, then each sweep's."""
+    found = {png.stem: png for png in sorted(Path(figures_dir).glob("*.png"))}
+    for summary in map(Path, sweeps):
+        found[f"sweep_{summary.parent.name}"] = summary / "sweep.png"
+    return found
+
+
+def html(markdown_text: str, figures: dict[str, Path]) -> str:
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown_text)
+    images = []
+    for caption, png in figures.items():
+        data = base64.b64encode(png.read_bytes()).decode()
+        images.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;"
+        "padding:2px 6px}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>shpeft report</title>"
+        f"<style>{style}</style></head><body>{body}<h2>Figures</h2>{''.join(images)}"
+        "</body></html>\n"
+    )

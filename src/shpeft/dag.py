@@ -1,0 +1,348 @@
+"""The pipeline, stated once: every step's command, inputs, outputs and the params it reads.
+
+Snakemake's rules (`workflow/rules/steps.smk`, one rule per step here) and `dvc.yaml`
+(`shpeft.dvc_yaml`, generated) are both made from this table, and the command line hands each
+step exactly the params sections declared here, so what a step reads, what its rule declares and
+what its DVC stage declares cannot drift apart.
+
+A step runs once per combination of its wildcards (`over`), each drawn from a `Domain` of the
+params. Its command is `shpeft <step> --<wildcard> <value> ... --log <log file>`; its function is
+`run(job, **sections)` in `shpeft.steps.<step>`, where `reads` maps each keyword to the params
+key path it comes from. Outputs without a file suffix are directories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shpeft import paths
+from shpeft.sweeps import AXES
+
+if TYPE_CHECKING:
+    from shpeft.params import Params
+
+FILE_SUFFIXES = (".json", ".safetensors", ".csv")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a wildcard takes, given the params and the wildcards before it."""
+
+    values: Callable[[Params, dict[str, str]], list[Any]]
+    #: The params key DVC's matrix iterates (may name wildcards before it, `sweeps.{sweep}`);
+    #: None: DVC gets one stage per value instead, with that value written out.
+    dvc: str | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Files a job reads. `each` are the job's own; `gathered` are collected over other jobs,
+    which DVC depends on through the folder (`root`) that holds them, or one by one if None."""
+
+    each: Callable[[Params, Job], dict[str, Path | list[Path]]] = lambda p, j: {}
+    gathered: Callable[[Params, Job], dict[str, list[Path]]] = lambda p, j: {}
+    roots: dict[str, Path | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    help: str
+    over: dict[str, Domain]
+    outputs: Callable[[Job], dict[str, Path]]
+    inputs: Inputs = Inputs()
+    #: Keyword of the step function -> params key path (with `{wildcard}` or a function of the
+    #: params and the job); `*` is every param.
+    reads: dict[str, str | Callable[[Params, Job], str]] = field(default_factory=dict)
+    #: Trains on a device: one `gpu` resource, and a `resources.<resources>` cluster request.
+    gpu: bool = False
+    resources: str | None = None
+    #: Threads a local job may use (0: every core Snakemake was given).
+    threads: int = 1
+    #: Outputs that are DVC metrics (kept out of DVC's cache, listed under `metrics`).
+    metrics: tuple[str, ...] = ()
+
+    @property
+    def command(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def module(self) -> str:
+        return f"shpeft.steps.{self.name}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a step: its wildcard values (strings, as they appear in paths)."""
+
+    step: Step
+    wildcards: dict[str, str]
+
+    def __getitem__(self, wildcard: str) -> str:
+        return self.wildcards[wildcard]
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        return self.step.outputs(self)
+
+    def inputs(self, params: Params) -> dict[str, Path | list[Path]]:
+        return {**self.step.inputs.each(params, self), **self.step.inputs.gathered(params, self)}
+
+    @property
+    def log(self) -> Path:
+        return paths.log_file(self.step.name, *self.wildcards.values())
+
+    def command(self, log: str | None = None) -> str:
+        """`shpeft <step> --<wildcard> <value> ... --log <log>` (the job's log unless given)."""
+        options = [f"--{name} {value}" for name, value in self.wildcards.items()]
+        return " ".join(["shpeft", self.step.command, *options, f"--log {log or self.log}"])
+
+    def reads(self, params: Params) -> dict[str, str]:
+        """Keyword -> the key path it reads, for this job."""
+        return {
+            keyword: path(params, self) if callable(path) else path.format(**self.wildcards)
+            for keyword, path in self.step.reads.items()
+        }
+
+    def declared_params(self, params: Params) -> list[str]:
+        """The key paths this job reads that the params files state, in order: what Snakemake
+        compares and DVC tracks (placeholders such as `${item.dataset}` are kept)."""
+        found = dict.fromkeys(self.reads(params).values())
+        return [p for p in found if "${" in p or p == "*" or params.raw_at(p) is not None]
+
+
+def is_directory(path: Path | str) -> bool:
+    return Path(path).suffix not in FILE_SUFFIXES
+
+
+def jobs(params: Params, step: Step) -> Iterator[Job]:
+    """Every job of `step` the params ask for."""
+
+    def expand(names: list[str], fixed: dict[str, str]) -> Iterator[dict[str, str]]:
+        if not names:
+            yield fixed
+            return
+        for value in step.over[names[0]].values(params, fixed):
+            yield from expand(names[1:], {**fixed, names[0]: str(value)})
+
+    for wildcards in expand(list(step.over), {}):
+        yield Job(step, wildcards)
+
+
+def all_jobs(params: Params) -> Iterator[Job]:
+    for step in STEPS.values():
+        yield from jobs(params, step)
+
+
+def targets(params: Params) -> list[Path]:
+    """Every output of every job: what a full run of the pipeline makes."""
+    return [path for job in all_jobs(params) for path in job.outputs.values()]
+
+
+# The domains of the wildcards.
+DATASETS = Domain(lambda p, w: p.grid.datasets, "grid.datasets")
+METHODS = Domain(lambda p, w: p.grid.methods)
+SEEDS = Domain(lambda p, w: p.seeds, "seeds")
+VARIANTS = Domain(lambda p, w: list(p.masks), "masks")
+SWEEPS = Domain(lambda p, w: list(p.sweeps.active()))
+SWEEP_NAMES = tuple(AXES)
+SWEEP_VALUES = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).values, "sweeps.{sweep}.values")
+SWEEP_DATASETS = Domain(
+    lambda p, w: getattr(p.sweeps, w["sweep"]).datasets, "sweeps.{sweep}.datasets"
+)
+SWEEP_SEEDS = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).seeds, "sweeps.{sweep}.seeds")
+
+
+def method_inputs(params: Params, dataset: str, method: str) -> dict[str, Path]:
+    """Files a method reads besides the data and the backbone: a sparse method's mask."""
+    variant = getattr(params.methods[method], "mask", None)
+    return {"mask": paths.mask_file(dataset, variant)} if variant is not None else {}
+
+
+def _grid_runs(params: Params, job: Job) -> dict[str, list[Path]]:
+    return {"runs": [o for j in jobs(params, FINETUNE) for o in j.outputs.values()]}
+
+
+def _per_dataset(path: Callable[[str], Path], key: str) -> Callable[[Params, Job], dict]:
+    return lambda p, j: {key: [path(d) for d in p.grid.datasets]}
+
+
+FINETUNE = Step(
+    "finetune",
+    "train one dataset x method x seed",
+    over={"dataset": DATASETS, "method": METHODS, "seed": SEEDS},
+    outputs=lambda j: {"run": paths.run_dir(j["dataset"], j["method"], j["seed"])},
+    inputs=Inputs(
+        each=lambda p, j: {
+            "data": paths.data_dir(j["dataset"]),
+            "backbone": paths.backbone_dir(),
+            **method_inputs(p, j["dataset"], j["method"]),
+        }
+    ),
+    reads={"method_config": "methods.{method}", "finetune": "finetune", "tracking": "tracking"},
+    gpu=True,
+    resources="finetune",
+)
+
+SWEEP_FINETUNE = Step(
+    "sweep_finetune",
+    "train a sweep's method at one value, on one dataset, with one seed",
+    over={"sweep": SWEEPS, "value": SWEEP_VALUES, "dataset": SWEEP_DATASETS, "seed": SWEEP_SEEDS},
+    outputs=lambda j: {"run": paths.sweep_run_dir(j["sweep"], j["value"], j["dataset"], j["seed"])},
+    inputs=Inputs(
+        each=lambda p, j: {
+            "data": paths.data_dir(j["dataset"]),
+            "backbone": paths.backbone_dir(),
+            "mask": paths.sweep_mask_file(j["sweep"], j["value"], j["dataset"]),
+        }
+    ),
+    reads={
+        "method_config": lambda p, j: f"methods.{p.sweep_method(j['sweep'])}",
+        "sweep_config": "sweeps.{sweep}",
+        "finetune": "finetune",
+        "tracking": "tracking",
+    },
+    gpu=True,
+    resources="finetune",
+)
+
+STEPS: dict[str, Step] = {
+    step.name: step
+    for step in [
+        Step(
+            "prepare",
+            "prepare one dataset",
+            over={"dataset": DATASETS},
+            outputs=lambda j: {"data": paths.data_dir(j["dataset"])},
+            reads={"dataset_config": "datasets.{dataset}"},
+        ),
+        Step(
+            "backbone",
+            "obtain the backbone weights",
+            over={},
+            outputs=lambda j: {"backbone": paths.backbone_dir()},
+            reads={"backbone": "backbone"},
+            gpu=True,
+            resources="backbone",
+            threads=0,
+        ),
+        Step(
+            "score",
+            "score the importance of every eligible weight for one dataset",
+            over={"dataset": DATASETS},
+            outputs=lambda j: {"importance": paths.importance_dir(j["dataset"])},
+            inputs=Inputs(
+                each=lambda p, j: {
+                    "data": paths.data_dir(j["dataset"]),
+                    "backbone": paths.backbone_dir(),
+                }
+            ),
+            reads={"score": "score"},
+            gpu=True,
+            resources="score",
+        ),
+        Step(
+            "mask",
+            "build one mask variant for one dataset",
+            over={"dataset": DATASETS, "variant": VARIANTS},
+            outputs=lambda j: {
+                "mask": paths.mask_file(j["dataset"], j["variant"]),
+                "stats": paths.mask_stats(j["dataset"], j["variant"]),
+            },
+            inputs=Inputs(each=lambda p, j: {"importance": paths.importance_dir(j["dataset"])}),
+            reads={"mask": "masks.{variant}"},
+        ),
+        FINETUNE,
+        Step(
+            "aggregate",
+            "collect the grid's runs into tables and DVC metrics",
+            over={},
+            outputs=lambda j: {"tables": paths.tables_dir(), "metrics": paths.metrics_file()},
+            inputs=Inputs(gathered=_grid_runs, roots={"runs": paths.runs_root()}),
+            reads={"grid": "grid", "seeds": "seeds", "stats": "stats"},
+            metrics=("metrics",),
+        ),
+        Step(
+            "figures",
+            "draw the figures",
+            over={},
+            outputs=lambda j: {"figures": paths.figures_dir()},
+            inputs=Inputs(
+                each=lambda p, j: {"tables": paths.tables_dir()},
+                gathered=lambda p, j: {
+                    **_grid_runs(p, j),
+                    **_per_dataset(paths.data_dir, "data")(p, j),
+                    "masks": [paths.mask_stats(d, v) for d in p.grid.datasets for v in p.masks],
+                },
+                roots={
+                    "runs": paths.runs_root(),
+                    "data": paths.data_root(),
+                    "masks": paths.masks_root(),
+                },
+            ),
+            reads={"grid": "grid", "seeds": "seeds"},
+        ),
+        Step(
+            "sweep_mask",
+            "build a sweep's mask at one value for one dataset",
+            over={"sweep": SWEEPS, "value": SWEEP_VALUES, "dataset": SWEEP_DATASETS},
+            outputs=lambda j: {
+                "mask": paths.sweep_mask_file(j["sweep"], j["value"], j["dataset"]),
+                "stats": paths.sweep_mask_stats(j["sweep"], j["value"], j["dataset"]),
+            },
+            inputs=Inputs(each=lambda p, j: {"importance": paths.importance_dir(j["dataset"])}),
+            reads={
+                "mask": lambda p, j: f"masks.{p.sweep_variant(j['sweep'])}",
+                "sweep_config": "sweeps.{sweep}",
+            },
+        ),
+        SWEEP_FINETUNE,
+        Step(
+            "sweep",
+            "collect a sweep's runs into its table and figure",
+            over={"sweep": SWEEPS},
+            outputs=lambda j: {"summary": paths.sweep_summary_dir(j["sweep"])},
+            inputs=Inputs(
+                gathered=lambda p, j: {
+                    "runs": [
+                        o
+                        for run in jobs(p, SWEEP_FINETUNE)
+                        if run["sweep"] == j["sweep"]
+                        for o in run.outputs.values()
+                    ]
+                },
+                roots={"runs": paths.sweep_points_dir("{sweep}")},
+            ),
+            reads={"sweep_config": "sweeps.{sweep}", "stats": "stats"},
+        ),
+        Step(
+            "report",
+            "write the reproducibility report",
+            over={},
+            outputs=lambda j: {"report": paths.report_dir()},
+            inputs=Inputs(
+                each=lambda p, j: {
+                    "tables": paths.tables_dir(),
+                    "figures": paths.figures_dir(),
+                    "backbone": paths.backbone_dir(),
+                },
+                gathered=lambda p, j: {
+                    "sweeps": [paths.sweep_summary_dir(s) for s in p.sweeps.active()],
+                    **_per_dataset(paths.data_dir, "data")(p, j),
+                    **_per_dataset(paths.importance_dir, "importance")(p, j),
+                    **_grid_runs(p, j),
+                },
+                roots={
+                    "sweeps": None,
+                    "data": paths.data_root(),
+                    "importance": paths.importance_root(),
+                    "runs": paths.runs_root(),
+                },
+            ),
+            reads={"params": "*"},
+        ),
+    ]
+}

@@ -1,0 +1,213 @@
+"""The `finetune` step: one dataset x method x seed, from prepared data and backbone to a run folder
+(`shpeft.runs`): resolve the run, train it, write it.
+
+A killed job resumes at its last finished epoch: `fit` saves its state every epoch to
+`paths.checkpoint_file(out_dir)`, outside the outputs, bound to this job's resolved config and
+inputs; the resumed job continues the same MLflow run and ends with the same outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from shpeft import paths
+from shpeft.backbone.model import BackboneInfo, load_backbone
+from shpeft.config import merged
+from shpeft.dag import Job
+from shpeft.data.prepared import PreparedDataset
+from shpeft.fileio import sha256_file
+from shpeft.methods.locations import locations
+from shpeft.methods.registry import Method, MethodConfig, RunContext, create_method
+from shpeft.provenance import versions
+from shpeft.runs import RunFolder, RunRecord, predictions_frame
+from shpeft.tracking import Tracker, TrackingConfig, tracked_run
+from shpeft.train.config import FinetuneConfig
+from shpeft.train.devices import resolve_device, seed_everything
+from shpeft.train.loop import FitResult, evaluate, fit
+from shpeft.train.preprocess import Preprocess
+from shpeft.train.state import Checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    job: Job,
+    inputs: dict[str, Path],
+    method_config: MethodConfig,
+    finetune: FinetuneConfig,
+    tracking: TrackingConfig,
+) -> dict[str, Any]:
+    return train_run(job, inputs, job["method"], method_config, finetune, tracking)
+
+
+@dataclass
+class Setup:
+    """A run resolved: its model with the method applied, its data, and everything it records."""
+
+    name: str
+    tags: dict[str, Any]
+    cfg: FinetuneConfig
+    method: Method
+    model: nn.Module
+    data: PreparedDataset
+    backbone: BackboneInfo
+    counts: dict[str, Any]
+    resolved: dict[str, Any]
+
+
+def run_name(dataset: str, method: str, seed: int, label: str | None = None) -> str:
+    """The MLflow run name; `label` tells a sweep point's run apart (`budget=0.001`)."""
+    return f"{dataset}-{method}{f'[{label}]' if label else ''}-s{seed}"
+
+
+def train_run(
+    job: Job,
+    inputs: dict[str, Path],
+    method_name: str,
+    method_config: MethodConfig,
+    finetune: FinetuneConfig,
+    tracking: TrackingConfig,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Train one run and write its folder atomically; return its metrics."""
+    setup = resolve(job, inputs, method_name, method_config, finetune, label)
+    out = job.outputs["run"]
+    checkpoint = Checkpoint.load(paths.checkpoint_file(out), fingerprint(setup.resolved, inputs))
+    resumed_run = checkpoint.meta.get("mlflow_run_id")
+    with tracked_run(setup.name, setup.tags, setup.resolved, tracking, resumed_run) as tracker:
+        result, seconds = train(setup, int(job["seed"]), checkpoint, tracker)
+        setup.resolved["train_seconds"] = seconds
+        metrics = write(out, setup, result, tracker)
+        checkpoint.delete()
+    log.info("%s: test accuracy %.4f", setup.name, metrics["test"]["accuracy"])
+    return metrics
+
+
+def resolve(
+    job: Job,
+    inputs: dict[str, Path],
+    method_name: str,
+    method_config: MethodConfig,
+    finetune: FinetuneConfig,
+    label: str | None,
+) -> Setup:
+    """Seed, load the data and backbone, apply the method; the resolved config of the run."""
+    dataset, seed = job["dataset"], int(job["seed"])
+    cfg = merged(finetune, method_config.finetune)
+    method = create_method(method_config)
+    seed_everything(seed, cfg.deterministic)  # before any random initialisation
+    device = resolve_device(cfg.device)
+    data = PreparedDataset.load(inputs["data"])
+    model, backbone = load_backbone(inputs["backbone"], data.num_classes)
+    extra = {k: v for k, v in inputs.items() if k not in ("data", "backbone")}
+    model = method.apply(model, RunContext(dataset, seed, backbone, extra))
+    counts: dict[str, Any] = method.count(model)
+    counts["trainable_fraction"] = counts["trainable_backbone"] / backbone.num_params
+    resolved = {
+        "dataset": dataset,
+        "method": method_name,
+        "seed": seed,
+        "method_config": method.cfg.model_dump(),
+        "finetune": cfg.model_dump(),
+        "backbone": {k: backbone.raw[k] for k in ("config", "sha256", "origin", "num_params")},
+        "data": {
+            k: data.manifest[k] for k in ("class_names", "sizes", "split_origin", "arrays_sha256")
+        },
+        "device": str(device),
+        "versions": versions(),
+        "selection": f"best validation {cfg.select}; test scored once with that checkpoint",
+    }
+    tags = {"dataset": dataset, "method": method_name, "seed": seed, "sweep": label}
+    name = run_name(dataset, method_name, seed, label)
+    return Setup(name, tags, cfg, method, model, data, backbone, counts, resolved)
+
+
+def train(
+    setup: Setup, seed: int, checkpoint: Checkpoint, tracker: Tracker
+) -> tuple[FitResult, float]:
+    """Fit on train, select on validation, logging every epoch; the result and its seconds."""
+
+    def log_epoch(row: dict[str, Any]) -> None:
+        finite = {k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)}
+        tracker.log_metrics(finite, step=row["epoch"])
+
+    if tracker.run_id is not None:
+        checkpoint.meta["mlflow_run_id"] = tracker.run_id
+    if checkpoint.state is not None and not tracker.continued:
+        for row in checkpoint.state["history"]:  # epochs before the crash, for the new run
+            log_epoch(row)
+    started = time.perf_counter()
+    device = resolve_device(setup.cfg.device)
+    result = fit(
+        setup.model,
+        setup.data.part("train"),
+        setup.data.part("val"),
+        setup.cfg,
+        seed,
+        device,
+        on_epoch=log_epoch,
+        checkpoint=checkpoint,
+    )
+    return result, time.perf_counter() - started
+
+
+def write(out: Path, setup: Setup, result: FitResult, tracker: Tracker) -> dict[str, Any]:
+    """Score the test split once with the selected checkpoint; write the run folder."""
+    cfg, model = setup.cfg, setup.model
+    device = next(model.parameters()).device
+    test = setup.data.part("test")
+    prep = Preprocess(model, cfg.augment).to(device)
+    test_metrics, probs = evaluate(model, prep, test, 2 * cfg.batch_size, device)
+    metrics = {
+        "test": test_metrics,
+        "best_epoch": result.best_epoch,
+        "val": {
+            k.removeprefix("val_"): v
+            for k, v in result.history[result.best_epoch - 1].items()
+            if k.startswith("val_")
+        },
+        **setup.counts,
+        "backbone_params": setup.backbone.num_params,
+    }
+    tracker.log_metrics(
+        {f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)}
+        | {k: float(v) for k, v in setup.counts.items()}
+    )
+    record = RunRecord(
+        metrics=metrics,
+        config=setup.resolved,
+        history=result.history,
+        predictions=predictions_frame(probs, test[1], setup.data.class_names),
+        locations=locations(model),
+    )
+
+    def log_outputs(folder: RunFolder) -> dict[str, Any]:
+        tracker.log_artifact(folder.file(RunFolder.METRICS))
+        tracker.log_artifact(folder.file(RunFolder.HISTORY))
+        return tracker.record()
+
+    method = setup.method
+    RunFolder.write(
+        out,
+        record,
+        lambda folder: method.save(model, folder / method.trained_file, setup.backbone.sha256),
+        log_outputs,
+    )
+    return metrics
+
+
+def fingerprint(resolved: dict[str, Any], inputs: dict[str, Path]) -> str:
+    """What a saved training state must match to be resumed: the resolved config (data and
+    backbone hashes, method, training, device, versions) and the method's input files."""
+    extra = {k: p for k, p in inputs.items() if k not in ("data", "backbone")}
+    bound = {"config": resolved, "inputs": {k: sha256_file(p) for k, p in extra.items()}}
+    return hashlib.sha256(json.dumps(bound, sort_keys=True, default=str).encode()).hexdigest()

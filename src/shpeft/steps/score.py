@@ -1,0 +1,112 @@
+"""The `score` step: importance of every eligible backbone weight for one dataset, top-M kept.
+
+The head is first fitted by a brief linear probe (so that gradients are not those of a random
+head), then the task-specific criteria are accumulated over a few training batches and the
+task-agnostic ones read off the weights (`shpeft.selection.importance`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from shpeft.backbone.model import load_backbone
+from shpeft.dag import Job
+from shpeft.data.prepared import PreparedDataset
+from shpeft.selection.importance import (
+    ScoreConfig,
+    agnostic_scores,
+    eligible_parameters,
+    gradient_scores,
+    layer_summary,
+    top_entries,
+    top_per_row,
+    write_scores,
+)
+from shpeft.surgery import freeze, unfreeze_head
+from shpeft.train.config import AugmentConfig, FinetuneConfig
+from shpeft.train.devices import resolve_device, seed_everything
+from shpeft.train.loop import fit
+from shpeft.train.preprocess import Preprocess
+
+
+def run(job: Job, inputs: dict[str, Path], score: ScoreConfig) -> dict[str, Any]:
+    return score_dataset(inputs["data"], inputs["backbone"], score, job.outputs["importance"])
+
+
+def score_dataset(
+    data_dir: Path, backbone_dir: Path, score: ScoreConfig, out_dir: Path
+) -> dict[str, Any]:
+    """Score one dataset's eligible weights; write the top entries and the summary."""
+    started = time.perf_counter()
+    seed_everything(score.seed)
+    device = resolve_device("auto")
+    data = PreparedDataset.load(data_dir)
+    model, backbone = load_backbone(backbone_dir, data.num_classes)
+    params = eligible_parameters(model, score.eligible)
+    train = data.part("train")
+    if score.probe_epochs > 0:
+        probe(model, train, data.part("val"), score, device)
+    model.to(device)
+    batches = scoring_batches(model, train, score, device)
+    scores = {
+        **{
+            k: v.cpu()
+            for k, v in gradient_scores(model, params, batches, nn.CrossEntropyLoss()).items()
+        },
+        **agnostic_scores(params),
+    }
+    summary = {
+        "backbone_sha256": backbone.sha256,
+        "backbone_params": backbone.num_params,
+        "eligible": {name: param.numel() for name, param in params.items()},
+        "config": score.model_dump(),
+        "layers": layer_summary(params, scores),
+        "seconds": time.perf_counter() - started,
+    }
+    write_scores(Path(out_dir), top_tensors(scores, params, score), summary)
+    return summary
+
+
+def probe(model: nn.Module, train, val, score: ScoreConfig, device: torch.device) -> None:
+    """Fit the head alone, so that the gradients scored are those of a useful head."""
+    freeze(model)
+    unfreeze_head(model)
+    cfg = FinetuneConfig(epochs=score.probe_epochs, batch_size=score.batch_size, lr=score.probe_lr)
+    fit(model, train, val, cfg, score.seed, device)
+
+
+def scoring_batches(
+    model: nn.Module, train: tuple[np.ndarray, np.ndarray], score: ScoreConfig, device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first `batches` batches of a seeded shuffle of the training split, preprocessed."""
+    images, labels = train
+    prep = Preprocess(model, AugmentConfig()).to(device)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(score.seed))
+    return [
+        (
+            prep(torch.from_numpy(images[index.numpy()]).to(device)),
+            torch.from_numpy(labels[index]).to(device),
+        )
+        for index in order.split(score.batch_size)[: score.batches]
+    ]
+
+
+def top_tensors(
+    scores: dict[str, torch.Tensor], params: dict[str, nn.Parameter], score: ScoreConfig
+) -> dict[str, torch.Tensor]:
+    """Per criterion: the top-M flat indices and scores, and every neuron's best entries."""
+    tensors = {}
+    for criterion, values in scores.items():
+        indices, top = top_entries(values, score.top_m)
+        tensors[f"{criterion}.indices"] = torch.from_numpy(indices)
+        tensors[f"{criterion}.scores"] = torch.from_numpy(top)
+        tensors[f"{criterion}.per_row"] = torch.from_numpy(
+            top_per_row(values, params, score.per_row)
+        )
+    return tensors

@@ -1,0 +1,26 @@
+"""The `sweep_finetune` step: a sweep's method trained at one value, as an ordinary run would be,
+on the point's own mask (`sweep_mask`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from shpeft.dag import Job
+from shpeft.methods.registry import MethodConfig
+from shpeft.steps.finetune import train_run
+from shpeft.sweeps import SweepConfig
+from shpeft.tracking import TrackingConfig
+from shpeft.train.config import FinetuneConfig
+
+
+def run(
+    job: Job,
+    inputs: dict[str, Path],
+    method_config: MethodConfig,
+    sweep_config: SweepConfig,
+    finetune: FinetuneConfig,
+    tracking: TrackingConfig,
+) -> dict[str, Any]:
+    label = f"{job['sweep']}={job['value']}"
+    return train_run(job, inputs, sweep_config.method, method_config, finetune, tracking, label)

@@ -1,0 +1,50 @@
+"""The `finetune` params section: how every run trains (a method may override some keys)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from shpeft.config import Section
+
+#: Validation metrics a run may be selected by; all are "higher is better" except loss.
+SelectMetric = Literal["accuracy", "balanced_accuracy", "macro_f1", "auc", "loss"]
+
+
+class AugmentConfig(Section):
+    """Training augmentation, applied on the device in one resampling step."""
+
+    hflip: float = Field(0.5, ge=0, le=1)
+    """Probability of a horizontal flip."""
+    translate: float = Field(0.1, ge=0, le=0.5)
+    """Largest shift, as a fraction of the image side."""
+    scale: float = Field(0.1, ge=0, le=0.5)
+    """Largest relative zoom in or out."""
+
+
+class FinetuneConfig(Section):
+    """AdamW, linear warmup then cosine decay; the epoch best on validation is kept."""
+
+    epochs: int = Field(10, ge=1)
+    """Training epochs."""
+    batch_size: int = Field(32, ge=1)
+    """Images per training step (evaluation uses twice as many)."""
+    lr: float = Field(1e-3, gt=0)
+    """Peak learning rate."""
+    weight_decay: float = Field(0.05, ge=0)
+    """AdamW weight decay of weight matrices (biases and norms have none)."""
+    warmup: float = Field(1.0, ge=0)
+    """Linear warmup length in epochs (may be fractional), then cosine decay to zero."""
+    grad_clip: float = Field(1.0, ge=0)
+    """Largest gradient norm (0: no clipping)."""
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    """Label smoothing of the cross-entropy loss."""
+    select: SelectMetric = "accuracy"
+    """Validation metric for model selection (test data never take part)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when available, else the CPU."""
+    deterministic: bool = False
+    """Torch's deterministic algorithms and the cuBLAS workspace setting."""
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    """Training augmentation."""

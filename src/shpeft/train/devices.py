@@ -1,0 +1,97 @@
+"""Devices and seeds: which device a job trains on, and handing GPUs to parallel jobs.
+
+Snakemake counts `gpu` resources but does not say which device to use.
+A job takes the first free device by locking `.shpeft/gpu-locks/<id>.lock` (held until the process
+ends, released by the OS even if it is killed) and sets `CUDA_VISIBLE_DEVICES` before CUDA
+starts. Inside a SLURM job the locks are the job's own: SLURM gives every job its devices (each
+often numbered 0), so jobs on a cluster must not wait for each other's lock files on the shared
+filesystem. Without a GPU the job runs on the CPU. `SHPEFT_NUM_GPUS` overrides the device count
+(for tests on machines without GPUs).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import torch
+
+from shpeft.errors import ShpeftError
+
+log = logging.getLogger(__name__)
+
+LOCK_DIR = Path(".shpeft") / "gpu-locks"
+_held: list[IO] = []
+
+
+def visible_gpus() -> list[str]:
+    """Device ids this process may use, without initialising CUDA."""
+    if "SHPEFT_NUM_GPUS" in os.environ:
+        return [str(i) for i in range(int(os.environ["SHPEFT_NUM_GPUS"]))]
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [d for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def acquire_gpu(
+    lock_dir: Path = LOCK_DIR, poll: float = 0.5, timeout: float = 24 * 3600
+) -> str | None:
+    """Lock a free device and make it the only visible one; None when there is no GPU."""
+    devices = visible_gpus()
+    if not devices:
+        return None
+    if "SLURM_JOB_ID" in os.environ:
+        lock_dir = lock_dir / f"slurm-{os.environ['SLURM_JOB_ID']}"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        for device in devices:
+            handle = open(lock_dir / f"{device}.lock", "w")  # noqa: SIM115 (held for the job's life)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            handle.write(str(os.getpid()))
+            handle.flush()
+            _held.append(handle)
+            os.environ["CUDA_VISIBLE_DEVICES"] = device
+            log.info("using GPU %s", device)
+            return device
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no free GPU among {devices} after {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when available, else the CPU; `cuda` without a device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ShpeftError("finetune.device: 'cuda' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Fix Python, NumPy and torch RNGs (data order uses its own seeded generator)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False

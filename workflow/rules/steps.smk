@@ -1,0 +1,27 @@
+# One rule per step of src/shpeft/dag.py, which states each step's command, inputs, outputs and
+# params once (dvc.yaml is generated from the same table). `snakemake --list-rules` lists them.
+
+
+for step in dag.STEPS.values():
+
+    rule:
+        name:
+            step.name
+        input:
+            unpack(step_inputs(step)),
+        output:
+            **step_outputs(step),
+        log:
+            str(pattern_job(step).log),
+        params:
+            sections=step_params(step),
+            command=step_command(step),
+        threads: step.threads or workflow.cores
+        resources:
+            **step_resources(step),
+        conda:
+            CONDA_ENV
+        shell:
+            # The job's own command: a shell expression is evaluated again when the job runs,
+            # after this loop, where `step` is the last step.
+            "{params.command}"
