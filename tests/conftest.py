@@ -1,4 +1,4 @@
-"""Shared fixtures: the project root, the tiny params, real MedMNIST files, a scratch project."""
+"""Shared fixtures: the project root, the tiny params, real MedMNIST files, scratch projects."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
-from shpeft.params import load_params
+from shpeft.params import Params, load
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "params.tiny.yaml"
@@ -30,9 +31,29 @@ needs_medmnist = pytest.mark.skipif(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need a CUDA device; on a machine without one they skip, saying so."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; this machine has none")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def layered(tmp: Path, overlay: str = "", base: tuple[Path, ...] = (ROOT / "params.yaml", TINY)):
+    """The params of `base` with `overlay` (YAML text) on top, written under `tmp`."""
+    files = list(base)
+    if overlay:
+        path = tmp / f"overlay{len(list(tmp.glob('overlay*.yaml')))}.yaml"
+        path.write_text(overlay)
+        files.append(path)
+    return load(files)
+
+
 @pytest.fixture
-def tiny_params() -> dict:
-    return load_params([ROOT / "params.yaml", TINY])
+def tiny_params() -> Params:
+    return load([ROOT / "params.yaml", TINY])
 
 
 @pytest.fixture
@@ -40,6 +61,7 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     """Run the test with a scratch working directory (results/ and mlflow.db land there)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("SHPEFT_PARAMS", raising=False)
     return tmp_path
 
 
@@ -72,4 +94,30 @@ def project(tmp_path, monkeypatch) -> Path:
     subprocess.run(["git", "commit", "-qm", "init"], cwd=dest, check=True, env=env)
     monkeypatch.chdir(dest)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("SHPEFT_PARAMS", raising=False)
     return dest
+
+
+def use_tiny_params(project: Path, overlay: str = "") -> Params:
+    """Make the project's params.yaml the tiny params (merged, with `overlay` on top) and
+    regenerate its dvc.yaml from them, as a user would with `make dvc-yaml`."""
+    import yaml
+
+    from shpeft.dvc_yaml import write
+
+    params = layered(project, overlay, base=(project / "params.yaml", TINY))
+    (project / "params.yaml").write_text(yaml.safe_dump(params.raw, sort_keys=False))
+    write(load([project / "params.yaml"]), project / "dvc.yaml")
+    return params
+
+
+@pytest.fixture
+def tiny_ready(in_tmp) -> Params:
+    """The tiny params on a randomly initialised backbone, with `tiny_us` prepared and the
+    backbone written, in a scratch working directory."""
+    from shpeft.steps import run_job
+
+    params = layered(in_tmp, "backbone: {weights: none}\n")
+    run_job(params, "prepare", dataset="tiny_us")
+    run_job(params, "backbone")
+    return params

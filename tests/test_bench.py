@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import json
 
-from shpeft.bench import (
-    VARIANTS,
-    LoaderBench,
-    TrainStepBench,
-    loader,
-    loader_table,
-    table,
-    train_step,
-)
+from shpeft.bench.loader import LoaderBench, loader, loader_table
+from shpeft.bench.train_step import VARIANTS, TrainStepBench, table, train_step
 
 
 def test_train_step_reports_every_variant(tmp_path):

@@ -1,20 +1,30 @@
-"""The command line turns user errors into one line naming the key or file, with exit status 1."""
+"""The command line: one subcommand per step of the DAG; user errors are one line, exit status 1."""
 
 from __future__ import annotations
 
 import pytest
 
 from conftest import ROOT, TINY
-from shpeft.cli import main
+from shpeft import dag
+from shpeft.cli import main, parser
+
+TINY_PARAMS = ["--params", str(ROOT / "params.yaml"), "--params", str(TINY)]
+
+
+def test_every_step_of_the_dag_is_a_command_taking_its_wildcards():
+    commands = parser()._subparsers._group_actions[0].choices
+    for step in dag.STEPS.values():
+        options = {a.dest for a in commands[step.command]._actions if a.required}
+        assert options == set(step.over), step.name
 
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["prepare", "--dataset", "nope"], "datasets: no dataset named 'nope'"),
+        (["prepare", "--dataset", "nope"], "no key 'datasets.nope'"),
         (
             ["finetune", "--dataset", "tiny_us", "--method", "dora", "--seed", "0"],
-            "methods: no method named 'dora'",
+            "no key 'methods.dora'",
         ),
         (
             ["prepare", "--dataset", "tiny_us", "--params", "missing.yaml"],
@@ -24,36 +34,28 @@ from shpeft.cli import main
 )
 def test_user_errors_are_one_line(in_tmp, caplog, capsys, argv, expected):
     if "--params" not in argv:
-        argv = [*argv, "--params", str(ROOT / "params.yaml"), "--params", str(TINY)]
+        argv = [*argv, *TINY_PARAMS]
     assert main(argv) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and expected in errors[0]
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_unknown_source_in_params_names_the_key(in_tmp, caplog):
-    bad = in_tmp / "bad.yaml"
-    bad.write_text("datasets: {tiny_us: {source: dicom}}\n")
-    assert (
-        main(
-            [
-                "prepare",
-                "--dataset",
-                "tiny_us",
-                "--params",
-                str(ROOT / "params.yaml"),
-                "--params",
-                str(TINY),
-                "--params",
-                str(bad),
-            ]
-        )
-        == 1
-    )
-    assert "key 'datasets.tiny_us.source': 'dicom' is not one of" in caplog.text
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["sweep", "--sweep", "width"], "argument --sweep: 'width' is not a sweep (budget|rho)"),
+        (["finetune", "--dataset", "x", "--method", "m", "--seed", "abc"], "'abc' is not a seed"),
+        (["prepare", "--dataset", "../up"], "argument --dataset: '../up' is not a dataset"),
+    ],
+)
+def test_wildcard_options_take_only_what_the_dag_names(capsys, argv, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and expected in capsys.readouterr().err
 
 
 def test_log_file_receives_the_error(in_tmp):
     log = in_tmp / "logs" / "x.log"
     main(["prepare", "--dataset", "nope", "--params", str(ROOT / "params.yaml"), "--log", str(log)])
-    assert "no dataset named 'nope'" in log.read_text()
+    assert "no key 'datasets.nope'" in log.read_text()

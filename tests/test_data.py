@@ -10,33 +10,16 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from conftest import MEDMNIST, needs_medmnist
-from shpeft.data.prepare import prepare
+from helpers import dataset, image_folder
 from shpeft.data.prepared import PreparedDataset
 from shpeft.fileio import sha256_file
+from shpeft.steps.prepare import prepare as prepare_step
 
 
-def _png(path, mode="L", size=(20, 24), value=128):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if mode == "I;16":
-        array = np.full(size[::-1], value * 257, dtype=np.uint16)
-        Image.fromarray(array).save(path)
-    elif mode == "P":
-        image = Image.new("P", size, 1)
-        image.putpalette([0, 0, 0, value, 0, 0])
-        image.save(path)
-    else:
-        Image.new(mode, size, value if mode in ("L", "1") else (value,) * len(mode)).save(path)
-    return path
-
-
-def _folder(root, classes=("a", "b"), per_class=6, modes=("L", "RGB", "RGBA", "P", "I;16")):
-    for c, name in enumerate(classes):
-        for i in range(per_class):
-            _png(root / name / f"{i}.png", modes[i % len(modes)], value=60 + 100 * c)
-    return root
+def prepare(name, entry, out):
+    return prepare_step(name, dataset(entry), out)
 
 
 def test_synthetic_prepare_is_deterministic_and_memmappable(in_tmp):
@@ -60,7 +43,7 @@ def test_synthetic_prepare_is_deterministic_and_memmappable(in_tmp):
 
 
 def test_imagefolder_converts_every_mode_and_splits_stratified(in_tmp):
-    root = _folder(in_tmp / "imgs")
+    root = image_folder(in_tmp / "imgs")
     manifest = prepare(
         "f",
         {
@@ -90,8 +73,8 @@ def test_imagefolder_converts_every_mode_and_splits_stratified(in_tmp):
 
 def test_imagefolder_official_split_level_and_val_carved_from_train(in_tmp):
     root = in_tmp / "imgs"
-    _folder(root / "train", per_class=8, modes=("L",))
-    _folder(root / "test", per_class=3, modes=("RGB",))
+    image_folder(root / "train", per_class=8, modes=("L",))
+    image_folder(root / "test", per_class=3, modes=("RGB",))
     manifest = prepare(
         "f", {"source": "imagefolder", "root": str(root), "image_size": 16}, in_tmp / "out"
     )
@@ -104,7 +87,7 @@ def test_imagefolder_official_split_level_and_val_carved_from_train(in_tmp):
 
 
 def test_csv_manifest(in_tmp):
-    root = _folder(in_tmp / "imgs", per_class=4)
+    root = image_folder(in_tmp / "imgs", per_class=4)
     rows = ["path,label,split"] + [
         f"{c}/{i}.png,{c},{['train', 'train', 'val', 'test'][i]}" for c in "ab" for i in range(4)
     ]
@@ -119,7 +102,7 @@ def test_csv_manifest(in_tmp):
 
 
 def test_csv_manifest_may_lie_outside_the_root(in_tmp):
-    root = _folder(in_tmp / "imgs", per_class=4)
+    root = image_folder(in_tmp / "imgs", per_class=4)
     rows = ["path,label"] + [f"{c}/{i}.png,{c}" for c in "ab" for i in range(4)]
     (in_tmp / "labels.csv").write_text("\n".join(rows) + "\n")
     manifest = prepare(

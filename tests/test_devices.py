@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from shpeft.devices import acquire_gpu, visible_gpus
+from shpeft.train.devices import acquire_gpu, visible_gpus
 
 
 def _job(lock_dir: str, log: str, index: int) -> None:
@@ -44,20 +44,32 @@ def test_no_gpu_means_cpu(monkeypatch):
     assert visible_gpus() == [] and acquire_gpu() is None
 
 
-def test_slurm_jobs_do_not_wait_for_each_others_device_zero(tmp_path, monkeypatch):
-    """On a cluster each SLURM job has its own device 0; a shared lock would serialise them."""
-    log = tmp_path / "log.jsonl"
-    context = multiprocessing.get_context("fork")
-    jobs = []
-    for index in range(2):
-        monkeypatch.setenv("SLURM_JOB_ID", str(100 + index))
-        jobs.append(context.Process(target=_job, args=(str(tmp_path), str(log), index)))
-        jobs[-1].start()
-    for job in jobs:
-        job.join(timeout=60)
-    assert all(job.exitcode == 0 for job in jobs)
-    (_, a, _, a0, a1), (_, b, _, b0, b1) = sorted(
-        json.loads(line) for line in log.read_text().splitlines()
-    )
-    assert a == b == "0" and a0 < b1 and b0 < a1  # both held device 0 at the same time
+def _try_device_zero(lock_dir: str, slurm_job: str, result) -> None:
+    os.environ.update(SHPEFT_NUM_GPUS="1", SLURM_JOB_ID=slurm_job)
+    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    try:
+        result.put(acquire_gpu(Path(lock_dir), poll=0.01, timeout=0.3))
+    except TimeoutError:
+        result.put("timeout")
+
+
+def test_slurm_jobs_do_not_wait_for_each_others_device_zero(tmp_path):
+    """On a cluster each SLURM job has its own device 0; a shared lock would serialise them.
+
+    This process holds job 100's lock on device 0: another process of job 100 must wait for it,
+    one of job 101 takes its own device 0 at once."""
+    import fcntl
+
+    (tmp_path / "slurm-100").mkdir()
+    with open(tmp_path / "slurm-100" / "0.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        context = multiprocessing.get_context("fork")
+        outcomes = {}
+        for job in ("100", "101"):
+            result = context.Queue()
+            process = context.Process(target=_try_device_zero, args=(str(tmp_path), job, result))
+            process.start()
+            outcomes[job] = result.get(timeout=60)
+            process.join(timeout=60)
+    assert outcomes == {"100": "timeout", "101": "0"}
     assert {p.name for p in tmp_path.iterdir() if p.is_dir()} == {"slurm-100", "slurm-101"}

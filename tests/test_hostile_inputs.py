@@ -22,14 +22,13 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_backbone import _cfg, _weights
-from test_data import _folder, _png
 
 from conftest import ROOT
-from shpeft.backbone import build_backbone
-from shpeft.data.prepare import prepare
+from helpers import dataset, image_folder, png, tiny_backbone, tiny_weights
 from shpeft.errors import ShpeftError
-from shpeft.params import load_params
+from shpeft.params import load
+from shpeft.steps.backbone import build
+from shpeft.steps.prepare import prepare
 
 HOSTILE_NAMES = ["../evil", "a;rm -rf x", "$(touch pwned)", "a/b", "a b", "-rf", "tiny\n"]
 
@@ -45,16 +44,16 @@ class Payload:
 
 
 def prepare_step(params: dict, out: Path) -> None:
-    prepare("bad", params, out)
+    prepare("bad", dataset(params), out)
 
 
 def backbone_step(weights: tuple[Path, dict], out: Path) -> None:
     path, overrides = weights
-    build_backbone(_cfg(weights=f"file:{path}", **overrides), out)
+    build(tiny_backbone(weights=f"file:{path}", **overrides), out)
 
 
 def params_step(files: list[Path], out: Path) -> None:
-    load_params(files)
+    load(files)
 
 
 # Builders: each makes one bad input under `tmp` and returns what its step reads.
@@ -107,12 +106,12 @@ def ragged() -> np.ndarray:
 
 def folder(tmp: Path, edit: Callable[[Path], Any]) -> dict:
     """Class folders a/ and b/ of tiny PNGs, changed by `edit(root)`."""
-    root = _folder(tmp / "imgs", per_class=4, modes=("L",))
+    root = image_folder(tmp / "imgs", per_class=4, modes=("L",))
     edit(root)
     return {"source": "imagefolder", "root": str(root), "image_size": 16}
 
 
-def declared_png(path: Path, width: int, height: int) -> None:
+def declaredpng(path: Path, width: int, height: int) -> None:
     """A small file whose header declares width x height 1-bit pixels; data for 4 rows only, so a
     decoder that went past the header would fail on truncation, not on the pixel limit."""
 
@@ -130,8 +129,8 @@ def declared_png(path: Path, width: int, height: int) -> None:
 
 def csv(tmp: Path, *rows: str, data: bytes | None = None) -> dict:
     """A CSV manifest over a/0..3.png and b/0..3.png; `rows` follow the header and one good row."""
-    root = _folder(tmp / "imgs", per_class=4, modes=("L",))
-    _png(tmp / "outside.png")
+    root = image_folder(tmp / "imgs", per_class=4, modes=("L",))
+    png(tmp / "outside.png")
     (root / "link.png").symlink_to(tmp / "outside.png")
     text = "\n".join(["path,label,split", "a/0.png,a,train", *rows]) + "\n"
     (root / "labels.csv").write_bytes(text.encode() if data is None else data)
@@ -153,7 +152,7 @@ def pickled(path: Path) -> None:
 
 
 def truncated(path: Path) -> None:
-    _weights(path)
+    tiny_weights(path)
     path.write_bytes(path.read_bytes()[:1000])
 
 
@@ -167,7 +166,7 @@ def named_dataset(tmp: Path, name: str) -> list[Path]:
     return overlay(tmp, {"datasets": {name: spec}})
 
 
-def truncated_png(path: Path) -> None:
+def truncatedpng(path: Path) -> None:
     noise = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(noise).save(path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -209,18 +208,18 @@ CASES = [
     # Image files
     ("image-not-an-image", lambda t: folder(t, lambda r: (r / "a/x.png").write_text("text")),
      prepare_step, r"imgs/a/x\.png: not an image file"),
-    ("image-truncated-png", lambda t: folder(t, lambda r: truncated_png(r / "b/n.png")),
+    ("image-truncated-png", lambda t: folder(t, lambda r: truncatedpng(r / "b/n.png")),
      prepare_step, r"imgs/b/n\.png: corrupt or truncated image \(image file is truncated"),
     ("image-bomb-past-pillow-limit",
-     lambda t: folder(t, lambda r: declared_png(r / "a/bomb.png", 50_000, 50_000)),
+     lambda t: folder(t, lambda r: declaredpng(r / "a/bomb.png", 50_000, 50_000)),
      prepare_step, r"imgs/a/bomb\.png: refused, more than 64,000,000 pixels"),
     ("image-bomb-past-our-limit",
-     lambda t: folder(t, lambda r: declared_png(r / "a/bomb.png", 9_000, 9_000)),
+     lambda t: folder(t, lambda r: declaredpng(r / "a/bomb.png", 9_000, 9_000)),
      prepare_step, r"imgs/a/bomb\.png: refused, more than 64,000,000 pixels"),
     ("imagefolder-empty-class", lambda t: folder(t, lambda r: (r / "c").mkdir()), prepare_step,
      r"imgs/c: class folder holds no image files"),
     ("imagefolder-link-outside-root",
-     lambda t: folder(t, lambda r: (r / "a/l.png").symlink_to(_png(t / "secret.png"))),
+     lambda t: folder(t, lambda r: (r / "a/l.png").symlink_to(png(t / "secret.png"))),
      prepare_step, r"imgs/a/l\.png: refused, it resolves outside the data root"),
     # CSV manifests
     ("csv-path-with-dotdot", lambda t: csv(t, "../outside.png,b,train"), prepare_step,
@@ -245,24 +244,24 @@ CASES = [
     ("weights-truncated", lambda t: weights(t, "w.safetensors", truncated), backbone_step,
      r"w\.safetensors: corrupt safetensors file"),
     ("weights-other-architecture",
-     lambda t: weights(t, "w.safetensors", lambda p: _weights(p, embed_dim=48)), backbone_step,
+     lambda t: weights(t, "w.safetensors", lambda p: tiny_weights(p, embed_dim=48)), backbone_step,
      r"w\.safetensors: weights do not fit backbone 'VisionTransformer' \(shape: "),
     ("weights-sha256-mismatch",
-     lambda t: weights(t, "w.pth", _weights, sha256="0" * 64), backbone_step,
+     lambda t: weights(t, "w.pth", tiny_weights, sha256="0" * 64), backbone_step,
      r"w\.pth: sha256 is [0-9a-f]{64}, but backbone\.sha256 says 0{64}"),
     # Params files
     ("params-wrong-type", lambda t: overlay(t, {"finetune": {"lr": "fast"}}), params_step,
-     r"bad\.yaml: key 'finetune\.lr': 'fast' is not of type 'number'"),
+     r"bad\.yaml: key 'finetune\.lr': 'fast' is refused: input should be a valid number"),
     ("params-unknown-key", lambda t: overlay(t, {"finetune": {"lrr": 0.1}}), params_step,
-     r"bad\.yaml: key 'finetune': unknown key\(s\) 'lrr'"),
+     r"bad\.yaml: key 'finetune\.lrr': unknown key \(did you mean 'lr'\?\)"),
     *(
         (f"params-dataset-named-{name!r}", lambda t, n=name: named_dataset(t, n), params_step,
-         rf"bad\.yaml: key 'datasets': {re.escape(repr(name))} does not match")
+         rf"bad\.yaml: key 'datasets\.[^']+': the name {re.escape(repr(name))} is refused")
         for name in HOSTILE_NAMES
     ),
     ("params-method-in-grid-named-$(touch pwned)",
      lambda t: overlay(t, {"grid": {"methods": ["$(touch pwned)"]}}), params_step,
-     r"bad\.yaml: key 'grid\.methods\.0': '\$\(touch pwned\)' does not match"),
+     r"bad\.yaml: key 'grid\.methods\.0': the name '\$\(touch pwned\)' is refused"),
 ]
 # fmt: on
 
@@ -289,16 +288,13 @@ def test_stops_with_one_line_naming_the_culprit_and_leaves_nothing(in_tmp, build
     assert not list(in_tmp.rglob("*.tmp"))
 
 
-def _wildcard_constraints() -> dict[str, str]:
-    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    block = text.split("wildcard_constraints:", 1)[1].split("\n\n", 1)[0]
-    return dict(re.findall(r'^\s+(\w+)="(.+)",$', block, re.M))
-
-
 def test_workflow_wildcards_refuse_hostile_names():
-    """A name that slipped past the params check still could not form a rule's path or command."""
-    constraints = _wildcard_constraints()
+    """A name that slipped past the params check still could not form a rule's path or command:
+    Snakemake's wildcard constraints and the command line's options both use `dag.WILDCARDS`."""
+    from shpeft import dag
+
     for wildcard in ("dataset", "method", "variant"):
-        assert re.fullmatch(constraints[wildcard], "tiny_us-2"), wildcard
+        assert re.fullmatch(dag.WILDCARDS[wildcard], "tiny_us-2"), wildcard
         for name in HOSTILE_NAMES:
-            assert not re.fullmatch(constraints[wildcard], name), (wildcard, name)
+            assert not re.fullmatch(dag.WILDCARDS[wildcard], name), (wildcard, name)
+    assert "**dag.WILDCARDS" in (ROOT / "workflow" / "rules" / "common.smk").read_text()

@@ -7,14 +7,21 @@ import torch
 from torch import nn
 
 from conftest import MEDMNIST, needs_medmnist
+from helpers import dataset, tiny_backbone
 from shpeft.errors import ShpeftError
-from shpeft.importance import (
+from shpeft.selection.importance import (
+    SCORES_FILE,
+    ScoreConfig,
     agnostic_scores,
     eligible_parameters,
     gradient_scores,
     layer_summary,
     top_entries,
+    top_per_row,
 )
+from shpeft.steps.backbone import build
+from shpeft.steps.prepare import prepare
+from shpeft.steps.score import score_dataset
 
 
 class Tiny(nn.Module):
@@ -73,29 +80,25 @@ def test_a_pattern_matching_nothing_is_refused():
 
 
 def _backbone(tmp_path):
-    from shpeft.backbone import BackboneConfig, build_backbone
-
-    args = {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2}
-    build_backbone(BackboneConfig(model_args=args, weights="none"), tmp_path / "backbone")
+    build(tiny_backbone(), tmp_path / "backbone")
     return tmp_path / "backbone"
 
 
 def test_score_step_keeps_top_m_per_criterion(tmp_path):
     from safetensors import safe_open
 
-    from shpeft.data.prepare import prepare
-    from shpeft.importance import SCORES_FILE, ScoreConfig, score_dataset
-
     prepare(
         "d",
-        {
-            "source": "synthetic",
-            "kind": "xray",
-            "image_size": 16,
-            "n_train": 40,
-            "n_val": 12,
-            "n_test": 12,
-        },
+        dataset(
+            {
+                "source": "synthetic",
+                "kind": "xray",
+                "image_size": 16,
+                "n_train": 40,
+                "n_val": 12,
+                "n_test": 12,
+            }
+        ),
         tmp_path / "data",
     )
     cfg = ScoreConfig(batches=2, batch_size=8, probe_epochs=1, top_m=500)
@@ -123,12 +126,11 @@ def test_score_step_keeps_top_m_per_criterion(tmp_path):
 
 @needs_medmnist
 def test_scoring_real_breastmnist_on_cpu(tmp_path):
-    from shpeft.data.prepare import prepare
-    from shpeft.importance import ScoreConfig, score_dataset
-
     prepare(
         "breast",
-        {"source": "medmnist", "name": "breastmnist", "root": str(MEDMNIST), "image_size": 16},
+        dataset(
+            {"source": "medmnist", "name": "breastmnist", "root": str(MEDMNIST), "image_size": 16}
+        ),
         tmp_path / "data",
     )
     summary = score_dataset(tmp_path / "data", _backbone(tmp_path), ScoreConfig(), tmp_path / "o")
@@ -137,8 +139,6 @@ def test_scoring_real_breastmnist_on_cpu(tmp_path):
 
 
 def test_top_per_row_picks_each_neurons_best_inputs():
-    from shpeft.importance import top_per_row
-
     params = {"a": torch.zeros(2, 3), "b": torch.zeros(1, 4)}
     scores = torch.tensor([1.0, 5.0, 3.0, 9.0, 2.0, 4.0, 0.0, 7.0, 6.0, 8.0])
     # a: rows [1,5,3] and [9,2,4]; b (offset 6): row [0,7,6,8]; k is capped at 3 columns.

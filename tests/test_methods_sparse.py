@@ -2,64 +2,47 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
+from conftest import layered
 from shpeft import paths
-from shpeft.backbone import BackboneConfig, build_backbone
 from shpeft.cli import main
-from shpeft.data.prepare import prepare
 from shpeft.data.prepared import PreparedDataset
 from shpeft.errors import ShpeftError
 from shpeft.export import load_merged, load_run, merge_run
-from shpeft.finetune import finetune
-from shpeft.importance import ScoreConfig, score_dataset
-from shpeft.masks import MaskConfig, build_mask, load_mask
-from shpeft.params import build
+from shpeft.runs import RunFolder
+from shpeft.selection.masks import load_mask
 from shpeft.sparse.inject import merge
-from shpeft.training import AugmentConfig, Preprocess
+from shpeft.steps import run_job
+from shpeft.train.config import AugmentConfig
+from shpeft.train.preprocess import Preprocess
 
 K = 60
+OVERLAY = f"""
+backbone: {{weights: none}}
+finetune: {{lr: 0.05}}
+score: {{batches: 2, batch_size: 16, probe_epochs: 1}}
+masks: {{hybrid: {{budget_count: {K}}}}}
+"""
 
 
 @pytest.fixture
-def masked(in_tmp, tiny_params):
+def masked(in_tmp):
     """A tiny dataset, a random tiny backbone, its scores and a hybrid mask of K entries."""
-    params = copy.deepcopy(tiny_params)
-    params["backbone"]["weights"] = "none"
-    params["finetune"]["lr"] = 0.05
-    prepare("tiny_us", params["datasets"]["tiny_us"], paths.data_dir("tiny_us"))
-    build_backbone(build(BackboneConfig, params["backbone"]), paths.backbone_dir())
-    score_dataset(
-        paths.data_dir("tiny_us"),
-        paths.backbone_dir(),
-        ScoreConfig(batches=2, batch_size=16, probe_epochs=1),
-        paths.importance_dir("tiny_us"),
-    )
-    build_mask(
-        paths.importance_dir("tiny_us"),
-        MaskConfig(budget_count=K),
-        paths.mask_file("tiny_us", "hybrid"),
-    )
+    params = layered(in_tmp, OVERLAY)
+    run_job(params, "prepare", dataset="tiny_us")
+    run_job(params, "backbone")
+    run_job(params, "score", dataset="tiny_us")
+    run_job(params, "mask", dataset="tiny_us", variant="hybrid")
     return params
 
 
 def _train(params, method, seed=0):
-    return finetune(
-        "tiny_us",
-        method,
-        seed,
-        params,
-        paths.data_dir("tiny_us"),
-        paths.backbone_dir(),
-        paths.run_dir("tiny_us", method, seed),
-        inputs=paths.method_inputs("tiny_us", params["methods"][method]),
-    )
+    run_job(params, "finetune", dataset="tiny_us", method=method, seed=seed)
+    return RunFolder(paths.run_dir("tiny_us", method, seed)).metrics()
 
 
 def _flat_changes(model, backbone_state):
@@ -78,10 +61,10 @@ def test_sh_peft_changes_only_mask_entries_and_saves_a_small_delta(masked):
     assert metrics["trainable_backbone"] == K and metrics["trainable_head"] == 32 * 3 + 3
     delta = load_file(run / "delta.safetensors")
     assert sum(v.numel() for k, v in delta.items() if k.endswith(".values")) == K
-    model, _, meta = load_run(run, paths.backbone_dir(), masked["methods"]["sh-peft"])
+    model, _, info = load_run(run, paths.backbone_dir(), masked.methods["sh-peft"])
     merge(model)
     backbone = load_file(paths.backbone_dir() / "backbone.safetensors")
-    mask = load_mask(paths.mask_file("tiny_us", "hybrid"), meta["sha256"])
+    mask = load_mask(paths.mask_file("tiny_us", "hybrid"), info.sha256)
     changed = _flat_changes(model, backbone)
     for name, positions in changed.items():
         allowed = mask.selection.get(name, np.array([], dtype=np.int64))
@@ -92,7 +75,7 @@ def test_sh_peft_changes_only_mask_entries_and_saves_a_small_delta(masked):
 def test_reloaded_and_merged_models_reproduce_the_run(masked, in_tmp):
     _train(masked, "sh-peft")
     run = paths.run_dir("tiny_us", "sh-peft", 0)
-    model, _, _ = load_run(run, paths.backbone_dir(), masked["methods"]["sh-peft"])
+    model, _, _ = load_run(run, paths.backbone_dir(), masked.methods["sh-peft"])
     data = PreparedDataset.load(paths.data_dir("tiny_us"))
     images, labels = data.part("test")
     prep = Preprocess(model, AugmentConfig())
@@ -102,17 +85,16 @@ def test_reloaded_and_merged_models_reproduce_the_run(masked, in_tmp):
     predicted = np.loadtxt(run / "predictions.csv", delimiter=",", skiprows=1, usecols=2)
     assert np.array_equal(tuned.argmax(1).numpy(), predicted)
     argv = ["merge", "--dataset", "tiny_us", "--method", "sh-peft", "--seed", "0"]
-    params_file = in_tmp / "p.yaml"
-    params_file.write_text(yaml.safe_dump(masked))
-    assert main([*argv, "--out", "merged.safetensors", "--params", str(params_file)]) == 0
+    params = [arg for file in masked.files for arg in ("--params", file)]
+    assert main([*argv, "--out", "merged.safetensors", *params]) == 0
     merged = load_merged(in_tmp / "merged.safetensors")
     with torch.no_grad():
         torch.testing.assert_close(merged(x), tuned, atol=1e-5, rtol=0)
     # The same through the library call, for a dense method too.
     _train(masked, "linear")
     linear_run = paths.run_dir("tiny_us", "linear", 0)
-    out = merge_run(linear_run, paths.backbone_dir(), masked["methods"]["linear"], "lin.st")
-    linear, _, _ = load_run(linear_run, paths.backbone_dir(), masked["methods"]["linear"])
+    out = merge_run(linear_run, paths.backbone_dir(), masked.methods["linear"], "lin.st")
+    linear, _, _ = load_run(linear_run, paths.backbone_dir(), masked.methods["linear"])
     with torch.no_grad():
         torch.testing.assert_close(load_merged(out)(x), linear(x), atol=1e-5, rtol=0)
 
@@ -136,17 +118,15 @@ def test_sparse_random_draws_the_same_budget_by_seed(masked):
     )
 
 
-def test_a_mask_of_another_backbone_is_refused(masked):
-    other = copy.deepcopy(masked["backbone"])
-    other["pretrain"]["seed"] = 7  # another random initialisation, another sha256
-    build_backbone(build(BackboneConfig, other), paths.backbone_dir())
+def test_a_mask_of_another_backbone_is_refused(masked, in_tmp):
+    # Another random initialisation, another sha256.
+    run_job(layered(in_tmp, OVERLAY + "backbone: {pretrain: {seed: 7}}\n"), "backbone")
     with pytest.raises(ShpeftError, match="hybrid.safetensors: made for backbone .* not for this"):
         _train(masked, "sh-peft")
     assert not paths.run_dir("tiny_us", "sh-peft", 0).exists()
 
 
-def test_a_missing_mask_is_reported(masked):
-    params = copy.deepcopy(masked)
-    params["methods"]["sh-peft"]["mask"] = "taskagnostic"
+def test_a_missing_mask_is_reported(masked, in_tmp):
+    params = layered(in_tmp, OVERLAY + "methods: {sh-peft: {mask: taskagnostic}}\n")
     with pytest.raises(ShpeftError, match="taskagnostic.safetensors: mask file not found"):
         _train(params, "sh-peft")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, TINY
-from shpeft.params import load_params
+from conftest import ROOT, use_tiny_params
+from shpeft import dag
 
 pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)
@@ -31,34 +31,24 @@ def sh(*args: str, **env: str) -> subprocess.CompletedProcess:
     return result
 
 
-def use_tiny_params(project: Path) -> None:
-    params = load_params([project / "params.yaml", TINY])
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def gpu_rules() -> set[str]:
-    """Rules declaring `gpu=1` in workflow/rules/*.smk."""
-    rules = set()
-    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"^(?=rule )", smk.read_text(), flags=re.M):
-            if re.search(r"^\s+gpu=1,", block, re.M):
-                rules.add(re.match(r"rule (\w+):", block)[1])
-    return rules
+    """Rules whose step trains on a device (`gpu=1`)."""
+    return {step.name for step in dag.STEPS.values() if step.gpu}
 
 
 def test_slurm_profile_asks_one_gpu_for_every_gpu_rule():
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    assert {"backbone", "score", "finetune"} <= gpu_rules()
+    assert gpu_rules() == {"backbone", "score", "finetune", "sweep_finetune"}
     for rule in gpu_rules():
         assert profile["set-resources"][rule]["gpu"] == 1, rule  # the plugin's `--gpus=1`
 
 
 def test_slurm_profile_plans_every_job_without_sbatch(project):
     """A dry run needs neither sbatch nor sinfo; resources come from the profile and env."""
-    assert shutil.which("sbatch") is None, "this test checks a machine without SLURM"
-    use_tiny_params(project)
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    if shutil.which("sbatch"):
+        pytest.skip("sbatch is installed: a dry run would query the cluster, not just plan")
+    params = use_tiny_params(project)
     out = sh(
         "snakemake",
         "--workflow-profile",
@@ -84,9 +74,10 @@ def test_slurm_profile_plans_every_job_without_sbatch(project):
         assert resources.get("gpu") == ("1" if gpu else None), block
         assert resources["slurm_partition"] == ("gpu" if gpu else "cpu"), block
         step = {"backbone": "backbone", "score": "score"}.get(rule[1], "finetune" if gpu else None)
-        asked = params["resources"][step] if step else {"runtime": 30, "mem_mb": 4000}
-        assert resources["runtime"] == str(asked["runtime"]), block  # params, else the profile
-        assert resources["mem_mb"] == str(asked["mem_mb"]), block
+        asked = getattr(params.resources, step) if step else None
+        runtime, mem_mb = (asked.runtime, asked.mem_mb) if asked else (30, 4000)
+        assert resources["runtime"] == str(runtime), block  # params, else the profile
+        assert resources["mem_mb"] == str(mem_mb), block
 
 
 def test_results_round_trip_a_dvc_remote(project, tmp_path):

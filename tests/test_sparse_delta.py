@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 from torch import nn
 
@@ -77,3 +80,20 @@ def test_bf16_autocast_on_cpu_matches_float32_closely():
     torch.testing.assert_close(out.float(), layer(x), atol=0.05, rtol=0.05)
     out.float().sum().backward()
     assert layer.values.grad.dtype == torch.float32
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_matches_the_cpu_in_float32():
+    """The sparse layer on a GPU under bf16 autocast, as training runs it there."""
+    cpu = _layer(k=9, dtype=torch.float32)
+    gpu = copy.deepcopy(cpu).cuda()
+    x = torch.randn(4, 6, requires_grad=True)
+    x_gpu = x.detach().cuda().requires_grad_()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = gpu(x_gpu)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float().cpu(), cpu(x), atol=0.05, rtol=0.05)
+    out.float().sum().backward()
+    cpu(x).sum().backward()
+    torch.testing.assert_close(gpu.values.grad.cpu(), cpu.values.grad, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(x_gpu.grad.cpu(), x.grad, atol=0.05, rtol=0.05)

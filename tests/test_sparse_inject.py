@@ -9,8 +9,9 @@ import torch
 from safetensors.torch import save_file
 
 from shpeft.errors import ShpeftError
-from shpeft.importance import eligible_parameters
-from shpeft.sparse.inject import inject, load_delta, merge, save_delta, split_flat
+from shpeft.selection.importance import eligible_parameters
+from shpeft.selection.masks import split_flat
+from shpeft.sparse.inject import inject, load_delta, merge, save_delta
 
 ARGS = {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2}
 

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shpeft.stats import (
+from shpeft.analysis.stats import (
     StatsConfig,
     bootstrap_intervals,
     detailed_metrics,
     expected_calibration_error,
     paired_test,
 )
-from shpeft.tables import comparisons, main_table, to_latex, to_markdown
+from shpeft.analysis.tables import comparisons, main_table, to_latex, to_markdown
 
 
 def simulated_classifier(n: int, accuracy: float, rng: np.random.Generator):

@@ -2,61 +2,49 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from shpeft import paths
+from shpeft.analysis.stats import StatsConfig, seed_mean_interval
+from shpeft.analysis.sweep_table import sweep_table
 from shpeft.errors import ShpeftError
 from shpeft.fileio import write_json
-from shpeft.params import validate
-from shpeft.stats import StatsConfig, seed_mean_interval
-from shpeft.sweeps import point, sweep_table
+from shpeft.sweeps import point_mask, swept_value
 
 
-def test_point_changes_only_its_key_of_the_method_mask(tiny_params):
-    found = point(tiny_params, "budget=0.004")
-    assert (found.sweep, found.value, found.method, found.variant) == (
-        "budget",
-        "0.004",
-        "sh-peft",
-        "hybrid",
-    )
-    mask = found.params["masks"]["hybrid"]
-    assert mask["budget"] == 0.004 and mask["budget_count"] is None
-    assert mask["rho"] == tiny_params["masks"]["hybrid"]["rho"]
-    assert tiny_params["masks"]["hybrid"]["budget"] == 0.002  # the params are not modified
-    assert point(tiny_params, "rho=0.0").params["masks"]["hybrid"]["rho"] == 0.0
+def test_a_point_changes_only_its_key_of_the_method_mask(tiny_params):
+    assert tiny_params.sweep_method("budget") == "sh-peft"
+    assert tiny_params.sweep_variant("budget") == "hybrid"
+    mask = tiny_params.masks["hybrid"].model_copy(update={"budget_count": 55})
+    point = point_mask(mask, "budget", 0.004)
+    assert point.budget == 0.004 and point.budget_count is None  # the swept fraction applies
+    assert point.rho == mask.rho and mask.budget_count == 55  # the variant itself is untouched
+    assert point_mask(mask, "rho", 0.0).rho == 0.0
+    assert point_mask(mask, "rho", 0.0).budget_count == 55
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("budget", "expected SWEEP=VALUE"),
-        ("width=3", "no sweep named 'width'"),
-        ("budget=0.0040", r"0.0040 is not one of sweeps.budget.values \[0.001, 0.004\]"),
-    ],
-)
-def test_bad_points_are_refused(tiny_params, text, message):
-    with pytest.raises(ShpeftError, match=message):
-        point(tiny_params, text)
+def test_values_are_read_back_from_their_folder_names():
+    for value in (0.004, 1e-05, 0, 1, 0.25):
+        assert swept_value(str(value)) == value and type(swept_value(str(value))) is type(value)
+    with pytest.raises(ShpeftError, match="--value x: not a number"):
+        swept_value("x")
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"method": "linear"}, "key 'sweeps.budget.method': 'linear' is not a method with a mask"),
-        ({"datasets": ["elsewhere"]}, "key 'sweeps.budget.datasets': elsewhere not in grid"),
-        ({"values": [0.0]}, "key 'sweeps.budget.values.0'"),
-    ],
-)
-def test_sweep_params_are_checked(tiny_params, change, message):
-    config = copy.deepcopy(tiny_params)
-    config["sweeps"]["budget"].update(change)
-    with pytest.raises(ShpeftError, match=message):
-        validate(config, "params.yaml")
+def test_a_point_is_checked_as_its_variant_is(tiny_params):
+    with pytest.raises(ShpeftError, match="--value 2: .*less than or equal to 1 for rho"):
+        point_mask(tiny_params.masks["hybrid"], "rho", 2)
+
+
+def test_sweep_values_keep_the_form_they_are_written_in(in_tmp):
+    """`rho: [0, 1]` names folders `0` and `1`, as DVC renders `${item.value}`, not `0.0`."""
+    from conftest import layered
+    from shpeft import dag
+
+    params = layered(in_tmp, "sweeps: {rho: {values: [0, 0.5, 1]}}\n")
+    values = {job["value"] for job in dag.jobs(params, dag.SWEEP_FINETUNE) if job["sweep"] == "rho"}
+    assert values == {"0", "0.5", "1"}
 
 
 def test_seed_mean_interval_covers_the_true_accuracy():
@@ -94,11 +82,12 @@ def test_sweep_table_from_runs(tiny_params, in_tmp):
                 "trainable_fraction": 1e-3,
             },
         )
-    table = sweep_table(tiny_params, "budget")
+    stats = tiny_params.stats
+    table = sweep_table("budget", tiny_params.sweeps.budget, stats)
     assert list(table["value"]) == [0.001, 0.004]
     assert list(table["accuracy"]) == [0.6, 0.8]
     assert (table["accuracy_low"] < table["accuracy"]).all()
     assert (table["accuracy"] < table["accuracy_high"]).all()
     assert table["accuracy_std"].isna().all()  # one seed: no std, still a table
-    with pytest.raises(ShpeftError, match="rho/points/0.0/tiny_us/seed0: run outputs missing"):
-        sweep_table(tiny_params, "rho")
+    with pytest.raises(ShpeftError, match="rho/points/0.0/tiny_us/seed0/metrics.json: run output"):
+        sweep_table("rho", tiny_params.sweeps.rho, stats)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-import json
+import os
 
 import numpy as np
 import pytest
@@ -11,63 +10,48 @@ import torch
 from safetensors.torch import load_file
 
 from shpeft import paths
-from shpeft.backbone import BackboneConfig, build_backbone, load_backbone
-from shpeft.data.prepare import prepare
-from shpeft.finetune import finetune
-from shpeft.metrics import classification_metrics
-from shpeft.params import build
+from shpeft.backbone.model import load_backbone
+from shpeft.runs import RunFolder
+from shpeft.steps import run_job
+from shpeft.train.metrics import classification_metrics
 
 
-@pytest.fixture
-def ready(in_tmp, tiny_params):
-    """Prepared tiny dataset and a randomly initialised tiny backbone, in a scratch directory."""
-    params = copy.deepcopy(tiny_params)
-    params["backbone"]["weights"] = "none"
-    prepare("tiny_us", params["datasets"]["tiny_us"], paths.data_dir("tiny_us"))
-    build_backbone(build(BackboneConfig, params["backbone"]), paths.backbone_dir())
-    return params
+def _run(params, method, seed):
+    run_job(params, "finetune", dataset="tiny_us", method=method, seed=seed)
+    return RunFolder(paths.run_dir("tiny_us", method, seed))
 
 
-def _run(params, method, seed, out):
-    return finetune(
-        "tiny_us", method, seed, params, paths.data_dir("tiny_us"), paths.backbone_dir(), out
-    )
+def test_same_seed_gives_identical_metrics(tiny_ready, in_tmp):
+    first = _run(tiny_ready, "full", 0).path
+    os.rename(first, in_tmp / "a")
+    again = _run(tiny_ready, "full", 0).path
+    assert (in_tmp / "a" / "metrics.json").read_bytes() == (again / "metrics.json").read_bytes()
+    other = _run(tiny_ready, "full", 1).path
+    assert (again / "metrics.json").read_bytes() != (other / "metrics.json").read_bytes()
 
 
-def test_same_seed_gives_identical_metrics(ready, in_tmp):
-    _run(ready, "full", 0, in_tmp / "a")
-    _run(ready, "full", 0, in_tmp / "b")
-    assert (in_tmp / "a" / "metrics.json").read_bytes() == (
-        in_tmp / "b" / "metrics.json"
-    ).read_bytes()
-    _run(ready, "full", 1, in_tmp / "c")
-    assert (in_tmp / "a" / "metrics.json").read_bytes() != (
-        in_tmp / "c" / "metrics.json"
-    ).read_bytes()
-
-
-def test_run_outputs(ready, in_tmp):
-    metrics = _run(ready, "linear", 0, in_tmp / "run")
-    files = {p.name for p in (in_tmp / "run").iterdir()}
-    assert files == {
+def test_run_outputs(tiny_ready):
+    run = _run(tiny_ready, "linear", 0)
+    metrics = run.metrics()
+    assert {p.name for p in run.path.iterdir()} == {
         "metrics.json",
         "config.json",
         "history.csv",
         "predictions.csv",
+        "locations.json",
         "trained.safetensors",
         "mlflow.json",
     }
-    assert (
-        len((in_tmp / "run" / "history.csv").read_text().splitlines())
-        == 1 + ready["finetune"]["epochs"]
-    )
+    assert len(run.history()) == tiny_ready.finetune.epochs
     assert metrics["trainable_backbone"] == 0 and metrics["trainable_head"] == 32 * 3 + 3
     assert 0 <= metrics["test"]["accuracy"] <= 1
+    assert run.locations() == {}  # linear probing trains nothing of the backbone
+    assert run.config()["finetune"] == tiny_ready.finetune.model_dump()
 
 
-def test_linear_saves_only_the_head_and_leaves_the_backbone_unchanged(ready, in_tmp):
-    _run(ready, "linear", 0, in_tmp / "run")
-    trained = load_file(in_tmp / "run" / "trained.safetensors")
+def test_linear_saves_only_the_head_and_leaves_the_backbone_unchanged(tiny_ready):
+    run = _run(tiny_ready, "linear", 0)
+    trained = load_file(run.file("trained.safetensors"))
     assert set(trained) == {"head.weight", "head.bias"}
     model, _ = load_backbone(paths.backbone_dir(), num_classes=3)
     frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head")}
@@ -75,13 +59,15 @@ def test_linear_saves_only_the_head_and_leaves_the_backbone_unchanged(ready, in_
     assert all(torch.equal(model.state_dict()[k], v) for k, v in frozen.items())
 
 
-def test_full_saves_every_tensor(ready, in_tmp):
-    metrics = _run(ready, "full", 0, in_tmp / "run")
-    trained = load_file(in_tmp / "run" / "trained.safetensors")
-    model, meta = load_backbone(paths.backbone_dir(), num_classes=3)
+def test_full_saves_every_tensor(tiny_ready):
+    run = _run(tiny_ready, "full", 0)
+    metrics = run.metrics()
+    trained = load_file(run.file("trained.safetensors"))
+    model, info = load_backbone(paths.backbone_dir(), num_classes=3)
     assert set(trained) == {n for n, _ in model.named_parameters()}
-    assert metrics["trainable_backbone"] == meta["num_params"]
+    assert metrics["trainable_backbone"] == info.num_params
     assert metrics["trainable_fraction"] == 1.0
+    assert sum(run.locations().values()) == info.num_params
 
 
 def test_metrics_known_answers():
@@ -120,14 +106,14 @@ def test_metrics_agree_with_scikit_learn(n_classes):
     assert ours == pytest.approx(expected, abs=1e-12)
 
 
-def test_tracking_store_and_artifacts_stay_in_the_project(ready, in_tmp):
+def test_tracking_store_and_artifacts_stay_in_the_project(tiny_ready, in_tmp):
     import mlflow
 
-    _run(ready, "linear", 0, in_tmp / "run")
+    folder = _run(tiny_ready, "linear", 0)
     experiment = mlflow.get_experiment_by_name("shpeft")
     assert experiment.artifact_location == (in_tmp / "mlartifacts").as_uri()
     assert (in_tmp / "mlflow.db").is_file() and not (in_tmp / "mlruns").exists()
-    run = mlflow.get_run(json.loads((in_tmp / "run" / "mlflow.json").read_text())["run_id"])
+    run = mlflow.get_run(folder.tracking()["run_id"])
     assert run.info.run_name == "tiny_us-linear-s0" and run.data.tags["method"] == "linear"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
-    assert [m.step for m in history] == list(range(1, ready["finetune"]["epochs"] + 1))
+    assert [m.step for m in history] == list(range(1, tiny_ready.finetune.epochs + 1))

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, TINY
-from shpeft.params import load_params
+from conftest import ROOT, use_tiny_params
+from shpeft.params import load
 
 pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)
@@ -46,12 +46,6 @@ def planned_jobs(*args: str) -> dict[str, int]:
     return {
         m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"
     }
-
-
-def use_tiny_params(project: Path, **finetune) -> None:
-    params = load_params([project / "params.yaml", TINY])
-    params["finetune"].update(finetune)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
@@ -103,21 +97,22 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         "report": 1,
         "all": 1,
     }
-    # A change to the hybrid mask reruns its masks and the runs trained on it, nothing else.
+    # A change to the hybrid mask reruns its masks, the runs trained on it and the sweeps of its
+    # method (which read the whole variant, as their DVC stages do), nothing else.
     (project / "budget.yaml").write_text("masks: {hybrid: {budget: 0.003}}\n")
     assert planned_jobs("--configfile", "budget.yaml") == {
         "mask": 2,
         "finetune": 2,
-        "sweep_mask": 2,  # the rho sweep's masks (the budget sweep sets its own budget)
-        "sweep_finetune": 2,
-        "sweep": 1,
+        "sweep_mask": 4,
+        "sweep_finetune": 4,
+        "sweep": 2,
         "aggregate": 1,
         "figures": 1,
         "report": 1,
         "all": 1,
     }
     # A learning-rate change reruns exactly the finetune jobs and what follows them.
-    use_tiny_params(project, lr=0.01)
+    use_tiny_params(project, "finetune: {lr: 0.01}\n")
     assert planned_jobs() == {
         "finetune": 6,
         "sweep_finetune": 4,
@@ -130,15 +125,14 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     changed = set(re.findall(r"^(\S+):", sh("dvc", "status").stdout, re.M))
     datasets = ("tiny_us", "tiny_derm")
     assert changed == {
-        *(f"finetune@{d}-{m}-0" for d in datasets for m in ("full", "linear")),
-        *(f"finetune-sparse@{d}-sh-peft-0" for d in datasets),
-        *(f"sweep-budget-finetune@tiny_us-{v}-0" for v in (0.001, 0.004)),
-        *(f"sweep-rho-finetune@tiny_us-{v}-0" for v in (0.0, 1.0)),
+        *(f"finetune-{m}@{d}-0" for d in datasets for m in ("full", "linear", "sh-peft")),
+        *(f"sweep-finetune-budget@{v}-tiny_us-0" for v in (0.001, 0.004)),
+        *(f"sweep-finetune-rho@{v}-tiny_us-0" for v in (0.0, 1.0)),
         "report",  # it records every param, so it reads them all
     }
     # One dataset, one method, one seed, no sweep: every table, figure and the report still come.
     (project / "single.yaml").write_text(
-        "grid: {datasets: [tiny_us], methods: [], sparse_methods: [sh-peft]}\n"
+        "grid: {datasets: [tiny_us], methods: [sh-peft]}\n"
         "sweeps: {budget: {values: []}, rho: {values: []}}\n"
     )
     snakemake("--configfile", "single.yaml")
@@ -172,43 +166,79 @@ def test_snakemake_lint_is_clean(project):
     assert "Congratulations" in result.stdout + result.stderr or result.stdout.strip() == ""
 
 
-def _snakemake_jobs(*args: str) -> set[tuple[str, tuple[str, ...]]]:
-    out = snakemake("--dry-run", "--forceall", "--printshellcmds", *args).stdout
-    jobs = set()
-    for block in out.split("\n\n"):
-        outputs = re.search(r"^\s*output: (.+)$", block, re.M)
-        command = [
-            line.removeprefix("Shell command:").strip()
-            for line in block.splitlines()
-            if line.startswith("Shell command: shpeft ")
-        ]
-        if outputs and command:
-            files = tuple(sorted(o.strip() for o in outputs[1].split(",")))
-            jobs.add((command[0], files))
-    return jobs
+# Every job Snakemake would run, as its API sees it: the command, outputs, inputs and the params
+# keys the rule declares (its `sections` param).
+SNAKEMAKE_JOBS = """
+import json
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import DAGSettings, OutputSettings, Quietness, ResourceSettings
 
-
-def _dvc_jobs() -> set[tuple[str, tuple[str, ...]]]:
-    code = (
-        "from dvc.repo import Repo\n"
-        "for s in Repo('.').index.stages:\n"
-        "    print(' '.join(s.cmd.split()), '|', ','.join(sorted(str(o.def_path) for o in s.outs)))"
+with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+    workflow_api = api.workflow(
+        resource_settings=ResourceSettings(cores=1), snakefile=Path("Snakefile")
     )
-    out = sh(sys.executable, "-c", code).stdout
-    return {
-        (cmd.strip(), tuple(o for o in outs.strip().split(",") if o != "results/metrics.json"))
-        for cmd, outs in (line.split(" | ") for line in out.splitlines())
-    }
+    workflow_api.dag(DAGSettings(forceall=True))
+    workflow = workflow_api._workflow
+    workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
+    workflow._build_dag()
+    for job in workflow.dag.jobs:
+        if job.rule.name != "all":
+            print(json.dumps({
+                "cmd": job.params.command,
+                "outs": sorted(job.output),
+                "deps": sorted(job.input),
+                "params": sorted(job.params.sections),
+            }))
+"""
+
+DVC_JOBS = """
+import json
+from dvc.repo import Repo
+for stage in Repo(".").index.stages:
+    print(json.dumps({
+        "cmd": " ".join(stage.cmd.split()),
+        "outs": sorted(str(o.def_path) for o in stage.outs),
+        "deps": sorted(str(d.def_path) for d in stage.deps if type(d).__name__ == "Dependency"),
+        "params": sorted(key or "*" for p in stage.params for key in (p.params or [None])),
+    }))
+"""
+
+
+def _jobs(script: str) -> dict[str, dict]:
+    rows = [json.loads(line) for line in sh(sys.executable, "-c", script).stdout.splitlines()]
+    return {row.pop("cmd"): row for row in rows}
+
+
+def _covers(dvc_deps: list[str], inputs: list[str]) -> bool:
+    """DVC deps name the same files as Snakemake's inputs, a collected input through its folder."""
+    under = {i: [d for d in dvc_deps if i == d or i.startswith(f"{d}/")] for i in inputs}
+    return all(under.values()) and {d for found in under.values() for d in found} == set(dvc_deps)
 
 
 @pytest.mark.parametrize("params", ["default", "tiny"])
 def test_snakemake_and_dvc_have_the_same_jobs(project, params):
+    """Same commands, outputs, inputs and params for every job of the two runners."""
     if params == "tiny":
         use_tiny_params(project)
-    snake, dvc = _snakemake_jobs(), _dvc_jobs()
-    snake = {(cmd, tuple(o for o in outs if o != "results/metrics.json")) for cmd, outs in snake}
-    assert len(snake) > 5
-    assert snake == dvc
+    snake, dvc = _jobs(SNAKEMAKE_JOBS), _jobs(DVC_JOBS)
+    assert len(snake) > 5 and set(snake) == set(dvc)
+    for command, job in snake.items():
+        stage = dvc[command]
+        assert job["outs"] == stage["outs"], command
+        assert _covers(stage["deps"], job["deps"]), (command, stage["deps"], job["deps"])
+        assert job["params"] == stage["params"], command
+
+
+def test_a_stale_dvc_yaml_stops_dvc_repro(project):
+    """grid.methods changed without `make dvc-yaml`: the first command DVC runs says so."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["grid"]["methods"] = params["grid"]["methods"][:2]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = sh("dvc", "repro", "prepare@xray", check=False)
+    assert result.returncode != 0
+    assert "dvc.yaml: does not match what params.yaml generates" in result.stdout + result.stderr
+    assert not (project / "results" / "data" / "xray").exists()
 
 
 def test_keep_going_with_broken_datasets(project):
@@ -263,9 +293,11 @@ def test_bad_params_stop_the_workflow_with_one_message(project):
     (project / "bad.yaml").write_text("finetune: {lr: fast}\n")
     result = snakemake("--dry-run", "--configfile", "bad.yaml", check=False)
     assert result.returncode != 0
-    assert "key 'finetune.lr': 'fast' is not of type 'number'" in result.stdout + result.stderr
+    assert "bad.yaml: key 'finetune.lr': 'fast' is refused: input should be a valid number" in (
+        result.stdout + result.stderr
+    )
 
 
 def test_default_params_cover_the_demo_grid():
-    params = load_params([ROOT / "params.yaml"])
-    assert len(params["grid"]["datasets"]) >= 3 and len(params["seeds"]) >= 2
+    params = load([ROOT / "params.yaml"])
+    assert len(params.grid.datasets) >= 3 and len(params.seeds) >= 2

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -129,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
     for step in dag.STEPS.values():
         p = add(step.command, lambda args, step=step: run_step(step, args), step.help)
         for wildcard in step.over:
-            p.add_argument(f"--{wildcard}", required=True)
+            p.add_argument(f"--{wildcard}", required=True, type=wildcard_value(wildcard))
     methods = add("methods", cmd_methods, "what each method of the grid trains, and how much")
     methods.add_argument("--model", help="a timm model name (default: params backbone.model)")
     methods.add_argument("--model-args", help="JSON keyword arguments for the model")
@@ -165,6 +166,18 @@ def add_bench_commands(bench: argparse.ArgumentParser, add) -> None:
     )
     load.add_argument("--target", type=float, dest="opt_target", help="images per second to reach")
     load.add_argument("--device", choices=["auto", "cpu", "cuda"], dest="opt_device")
+
+
+def wildcard_value(wildcard: str) -> Callable[[str], str]:
+    """An argparse type accepting what the DAG's wildcard may be (`dag.WILDCARDS`), as written."""
+    pattern = dag.WILDCARDS[wildcard]
+
+    def check(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {wildcard} ({pattern})")
+        return text
+
+    return check
 
 
 def setup_logging(log_file: Path | None) -> None:

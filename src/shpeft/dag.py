@@ -7,8 +7,8 @@ what its DVC stage declares cannot drift apart.
 
 A step runs once per combination of its wildcards (`over`), each drawn from a `Domain` of the
 params. Its command is `shpeft <step> --<wildcard> <value> ... --log <log file>`; its function is
-`run(job, **sections)` in `shpeft.steps.<step>`, where `reads` maps each keyword to the params
-key path it comes from. Outputs without a file suffix are directories.
+`run(job, inputs, **sections)` in `shpeft.steps.<step>`, where `reads` maps each keyword to the
+params key path it comes from. Outputs without a file suffix are directories.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shpeft import paths
+from shpeft.config import NAME_PATTERN
 from shpeft.sweeps import AXES
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ class Step:
     #: Keyword of the step function -> params key path (with `{wildcard}` or a function of the
     #: params and the job); `*` is every param.
     reads: dict[str, str | Callable[[Params, Job], str]] = field(default_factory=dict)
+    #: Params keys that choose which jobs' outputs the step gathers (the grid, for the tables):
+    #: declared to the runners, so a change reruns the step, but not handed to its function.
+    selects: tuple[str, ...] = ()
     #: Trains on a device: one `gpu` resource, and a `resources.<resources>` cluster request.
     gpu: bool = False
     resources: str | None = None
@@ -108,9 +112,9 @@ class Job:
         }
 
     def declared_params(self, params: Params) -> list[str]:
-        """The key paths this job reads that the params files state, in order: what Snakemake
-        compares and DVC tracks (placeholders such as `${item.dataset}` are kept)."""
-        found = dict.fromkeys(self.reads(params).values())
+        """The key paths this job reads or selects by that the params files state, in order: what
+        Snakemake compares and DVC tracks (placeholders such as `${item.dataset}` are kept)."""
+        found = dict.fromkeys([*self.reads(params).values(), *self.step.selects])
         return [p for p in found if "${" in p or p == "*" or params.raw_at(p) is not None]
 
 
@@ -142,13 +146,23 @@ def targets(params: Params) -> list[Path]:
     return [path for job in all_jobs(params) for path in job.outputs.values()]
 
 
+#: What a value of each wildcard may look like (Snakemake's wildcard constraints, and what the
+#: command line accepts): names are the params' safe words, so they cannot cross a `/`.
+WILDCARDS = {
+    "dataset": NAME_PATTERN.strip("^$"),
+    "method": NAME_PATTERN.strip("^$"),
+    "variant": NAME_PATTERN.strip("^$"),
+    "seed": "[0-9]+",
+    "sweep": "|".join(AXES),
+    "value": "[0-9][0-9.e+-]*",
+}
+
 # The domains of the wildcards.
 DATASETS = Domain(lambda p, w: p.grid.datasets, "grid.datasets")
 METHODS = Domain(lambda p, w: p.grid.methods)
 SEEDS = Domain(lambda p, w: p.seeds, "seeds")
 VARIANTS = Domain(lambda p, w: list(p.masks), "masks")
 SWEEPS = Domain(lambda p, w: list(p.sweeps.active()))
-SWEEP_NAMES = tuple(AXES)
 SWEEP_VALUES = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).values, "sweeps.{sweep}.values")
 SWEEP_DATASETS = Domain(
     lambda p, w: getattr(p.sweeps, w["sweep"]).datasets, "sweeps.{sweep}.datasets"
@@ -200,8 +214,8 @@ SWEEP_FINETUNE = Step(
         }
     ),
     reads={
+        "method": "sweeps.{sweep}.method",
         "method_config": lambda p, j: f"methods.{p.sweep_method(j['sweep'])}",
-        "sweep_config": "sweeps.{sweep}",
         "finetune": "finetune",
         "tracking": "tracking",
     },
@@ -262,7 +276,8 @@ STEPS: dict[str, Step] = {
             over={},
             outputs=lambda j: {"tables": paths.tables_dir(), "metrics": paths.metrics_file()},
             inputs=Inputs(gathered=_grid_runs, roots={"runs": paths.runs_root()}),
-            reads={"grid": "grid", "seeds": "seeds", "stats": "stats"},
+            reads={"seeds": "seeds", "stats": "stats"},
+            selects=("grid",),
             metrics=("metrics",),
         ),
         Step(
@@ -294,10 +309,7 @@ STEPS: dict[str, Step] = {
                 "stats": paths.sweep_mask_stats(j["sweep"], j["value"], j["dataset"]),
             },
             inputs=Inputs(each=lambda p, j: {"importance": paths.importance_dir(j["dataset"])}),
-            reads={
-                "mask": lambda p, j: f"masks.{p.sweep_variant(j['sweep'])}",
-                "sweep_config": "sweeps.{sweep}",
-            },
+            reads={"mask": lambda p, j: f"masks.{p.sweep_variant(j['sweep'])}"},
         ),
         SWEEP_FINETUNE,
         Step(

@@ -4,7 +4,9 @@ Each step becomes one DVC stage, or one per value of a wildcard DVC cannot itera
 params (a method: each has its own mask as a dep; a sweep: each has its own params). The other
 wildcards become DVC `matrix` axes over the params lists they come from (`${grid.datasets}`,
 `${seeds}`), so changing the datasets or seeds in `params.yaml` needs no regeneration; changing
-`grid.methods`, a method's `mask`, or which sweeps have values does. Inputs collected over other
+`grid.methods`, a method's `mask`, which sweeps have values, or stating a key `params.yaml` left
+to its default does (an axis over a default is written out: DVC interpolates only what the file
+states). Inputs collected over other
 jobs are DVC deps through the folder that holds them. A stage declares the params keys its step
 reads that `params.yaml` states (DVC refuses a declared key that is absent).
 
@@ -69,9 +71,7 @@ def _literal_combinations(params: Params, step: dag.Step) -> Iterator[dict[str, 
 
 def _stage(params: Params, step: dag.Step, fixed: dict[str, str]) -> dict[str, Any] | None:
     matrix = {
-        w: f"${{{domain.dvc.format(**fixed)}}}"
-        for w, domain in step.over.items()
-        if domain.dvc is not None
+        w: _axis(params, domain, fixed) for w, domain in step.over.items() if domain.dvc is not None
     }
     job = dag.Job(step, {w: fixed.get(w, _placeholder(w)) for w in step.over})
     if any(not step.over[w].values(params, fixed) for w in matrix):
@@ -93,6 +93,15 @@ def _stage(params: Params, step: dag.Step, fixed: dict[str, str]) -> dict[str, A
         for name, path in job.outputs.items()
     ]
     return stage
+
+
+def _axis(params: Params, domain: dag.Domain, fixed: dict[str, str]) -> Any:
+    """`${key}` of the params list the axis iterates; its values where params.yaml does not state
+    it (DVC interpolates only what the file says; the value is then a code default)."""
+    key = domain.dvc.format(**fixed)
+    if params.raw_at(key) is None:
+        return list(domain.values(params, fixed))
+    return f"${{{key}}}"
 
 
 def _flat(values: Any) -> Iterator[Path]:
@@ -132,6 +141,6 @@ def check_current(params: Params) -> None:
         return
     if DVC_YAML.read_text() != render(params):
         raise ShpeftError(
-            f"{DVC_YAML}: does not match params.yaml (grid.methods, a method's mask or the active "
-            "sweeps changed); run `make dvc-yaml` (shpeft dvc-yaml), then dvc repro again"
+            f"{DVC_YAML}: does not match what params.yaml generates (a method, a mask, a sweep or "
+            "a newly stated key changed); run `make dvc-yaml` (shpeft dvc-yaml), then dvc repro"
         )

@@ -26,7 +26,7 @@ from pydantic_core import ErrorDetails
 
 from shpeft.analysis.stats import StatsConfig
 from shpeft.backbone.config import BackboneConfig
-from shpeft.config import Name, Section, Unique, deep_merge, merged
+from shpeft.config import NAME_PATTERN, Name, Section, Unique, deep_merge
 from shpeft.data import registry as data_registry
 from shpeft.data.registry import DatasetConfig
 from shpeft.errors import ShpeftError
@@ -121,10 +121,13 @@ class ParamsBase(Section):
             return self
         node: Any = self
         for part in path.split("."):
-            found = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
-            if found is None:
-                raise ShpeftError(f"{' + '.join(self.files) or 'params'}: no key '{path}'")
-            node = found
+            keys = list(node) if isinstance(node, dict) else list(type(node).model_fields)
+            if part not in keys:
+                raise ShpeftError(
+                    f"{' + '.join(self.files) or 'params'}: no key '{path}'"
+                    f"{_suggest(part, keys)} (defined: {', '.join(keys) or 'none'})"
+                )
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
         return node
 
     def raw_at(self, path: str) -> Any:
@@ -138,12 +141,8 @@ class ParamsBase(Section):
             node = node[part]
         return node
 
-    def finetune_for(self, method: str) -> FinetuneConfig:
-        """The `finetune` section with the method's own overrides."""
-        return merged(self.finetune, self.methods[method].finetune)
-
     def sweep_method(self, sweep: str) -> str:
-        return getattr(self.sweeps, sweep).method
+        return self.at(f"sweeps.{sweep}.method")
 
     def sweep_variant(self, sweep: str) -> str:
         """The mask variant a sweep rebuilds: its method's."""
@@ -156,7 +155,8 @@ class ParamsBase(Section):
                 if name not in section:
                     defined = ", ".join(sorted(section)) or "none"
                     yield f"grid.{key}", f"'{name}' is not defined under '{key}' ({defined})"
-        for name in self.grid.methods:
+        sweeping = {sweep.method for sweep in self.sweeps.active().values()}
+        for name in dict.fromkeys([*self.grid.methods, *sorted(sweeping & set(self.methods))]):
             yield from self._mask_references(name)
         for name, sweep in self.sweeps.active().items():
             yield from self._sweep_references(name, sweep)
@@ -181,8 +181,15 @@ class ParamsBase(Section):
             )
 
     def _sweep_references(self, name: str, sweep: Any) -> Iterator[tuple[str, str]]:
-        if getattr(self.methods.get(sweep.method), "mask", None) is None:
+        method = self.methods.get(sweep.method)
+        if getattr(method, "mask", None) is None:
             yield f"sweeps.{name}.method", f"'{sweep.method}' is not a method with a mask"
+            return
+        if name in getattr(method_registry.methods()[method.kind], "own_rule", {}):
+            yield (
+                f"sweeps.{name}.method",
+                f"kind '{method.kind}' fixes {name} in its own selection: sweep another method",
+            )
         outside = sorted(set(sweep.datasets) - set(self.grid.datasets))
         if outside or not sweep.datasets:
             yield (
@@ -285,7 +292,7 @@ def _key_path(loc: tuple[Any, ...], raw: Any) -> tuple[str, list[str]]:
             node = node[part]
         else:
             node = None
-        parts.append(str(part))
+        parts.append(str(part).encode("unicode_escape").decode())  # a name ending in "\n"
     return ".".join(parts) or "(top level)", parts
 
 
@@ -299,7 +306,7 @@ def _describe(error: ErrorDetails, raw: dict[str, Any]) -> tuple[str, str]:
         return path, "required, but missing"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = str(ctx.get("discriminator", "")).strip("'")
-        expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        expected = sorted(set().union(*(_tags(m)[-1] for m in _union_at(error["loc"], raw))))
         given = ctx.get("tag")
         if given is None:
             return f"{path}.{tag}", f"required: one of {', '.join(sorted(expected))}"
@@ -307,7 +314,7 @@ def _describe(error: ErrorDetails, raw: dict[str, Any]) -> tuple[str, str]:
             f"{path}.{tag}",
             f"'{given}' is not one of {', '.join(sorted(expected))}{_suggest(given, expected)}",
         )
-    if error["loc"] and error["loc"][-1] == "[key]":
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
         return path, (
             f"the name {value!r} is refused: names are 1 to 64 letters, digits, '_' or '-', "
             "starting with a letter or digit (they become paths and shell arguments)"
@@ -331,24 +338,45 @@ def _suggest(given: str, allowed: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _allowed_keys(loc: tuple[Any, ...], raw: dict[str, Any]) -> list[str]:
-    """The keys of the section at `loc`, following field types, mappings and union tags."""
+def _type_at(loc: tuple[Any, ...], raw: dict[str, Any]) -> Any:
+    """The type expected at `loc`, following field types, mappings and union tags."""
     node: Any = params_model()
     data: Any = raw
     for part in loc:
         if isinstance(data, dict) and isinstance(node, type) and issubclass(node, BaseModel):
-            node, data = _unwrap(node.model_fields[part].annotation), data.get(part)
+            node, data = unwrap(node.model_fields[part].annotation), data.get(part)
         elif typing.get_origin(node) is dict:
-            node, data = _unwrap(typing.get_args(node)[1]), data.get(part)
+            node, data = unwrap(typing.get_args(node)[1]), data.get(part)
         elif typing.get_origin(node) in (typing.Union, types.UnionType):
             node = next(m for m in typing.get_args(node) if {part} in _tags(m))
+    return node
+
+
+def _allowed_keys(loc: tuple[Any, ...], raw: dict[str, Any]) -> list[str]:
+    """The keys of the section at `loc`."""
+    node = _type_at(loc, raw)
     return sorted(node.model_fields) if isinstance(node, type) else []
 
 
-def _unwrap(annotation: Any) -> Any:
-    while typing.get_origin(annotation) is Annotated:
-        annotation = typing.get_args(annotation)[0]
-    return annotation
+def _union_at(loc: tuple[Any, ...], raw: dict[str, Any]) -> tuple[type[BaseModel], ...]:
+    """The members of the tagged union at `loc` (a `methods.<id>` or `datasets.<id>` entry)."""
+    return typing.get_args(_type_at(loc, raw))
+
+
+def unwrap(annotation: Any) -> Any:
+    """The type inside `Annotated[...]` and `X | None` (an override's optional section)."""
+    while True:
+        if typing.get_origin(annotation) is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(
+            None
+        ) in typing.get_args(annotation):
+            rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(rest) != 1:
+                return annotation
+            annotation = rest[0]
+        else:
+            return annotation
 
 
 def _tags(model: type[BaseModel]) -> list[set[str]]:

@@ -41,7 +41,12 @@ def mask_file(dataset: str, variant: str) -> Path:
 
 
 def mask_stats(dataset: str, variant: str) -> Path:
-    return mask_file(dataset, variant).with_suffix(".json")
+    return stats_of(mask_file(dataset, variant))
+
+
+def stats_of(mask: Path) -> Path:
+    """The statistics file beside a mask file."""
+    return Path(mask).with_suffix(".json")
 
 
 def runs_root() -> Path:
@@ -117,7 +122,7 @@ def sweep_mask_file(sweep: str, value: str, dataset: str) -> Path:
 
 
 def sweep_mask_stats(sweep: str, value: str, dataset: str) -> Path:
-    return sweep_mask_file(sweep, value, dataset).with_suffix(".json")
+    return stats_of(sweep_mask_file(sweep, value, dataset))
 
 
 def sweep_run_dir(sweep: str, value: str, dataset: str, seed: int | str) -> Path:
@@ -125,8 +130,16 @@ def sweep_run_dir(sweep: str, value: str, dataset: str, seed: int | str) -> Path
 
 
 def sweep_summary_dir(sweep: str) -> Path:
-    """The sweep's table and figure (`sweep.csv`, `sweep.md`, `sweep.png`, `sweep.pdf`)."""
+    """The sweep's table and figure (`sweep_summary_file`)."""
     return sweep_dir(sweep) / "summary"
+
+
+#: The stem of a sweep summary's files: `sweep.csv`, `sweep.md`, `sweep.png`, `sweep.pdf`.
+SWEEP_SUMMARY = "sweep"
+
+
+def sweep_summary_file(summary_dir: str | Path, suffix: str) -> Path:
+    return Path(summary_dir) / f"{SWEEP_SUMMARY}{suffix}"
 
 
 def bench_dir() -> Path:

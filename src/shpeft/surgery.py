@@ -15,6 +15,10 @@ from torch import nn
 
 from shpeft.errors import ShpeftError
 
+#: The Linear layers of every ViT block that the sparse and low-rank methods target by default:
+#: attention qkv and output projection, the MLP's two layers.
+BLOCK_LINEARS = ("blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc1", "blocks.*.mlp.fc2")
+
 
 def match_modules(
     model: nn.Module,
@@ -62,6 +66,12 @@ def freeze(model: nn.Module) -> None:
 def unfreeze_head(model: nn.Module) -> None:
     for param in model.get_classifier().parameters():
         param.requires_grad_(True)
+
+
+def backbone_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Every parameter but the classifier head's, by name."""
+    head = head_names(model)
+    return {name: param for name, param in model.named_parameters() if name not in head}
 
 
 def head_names(model: nn.Module) -> set[str]:

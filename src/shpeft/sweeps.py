@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from shpeft.config import Name, Section, Unique
 from shpeft.errors import ShpeftError
@@ -33,8 +33,8 @@ class SweepConfig(Section):
 
     method: Name = "sh-peft"
     """The sparse method retrained at each value (a method with a `mask`)."""
-    values: Unique[list[float]] = []
-    """Values of the mask key; an empty list skips the sweep."""
+    values: Unique[list[int | float]] = []
+    """Values of the mask key, as written (they name folders); an empty list skips the sweep."""
     datasets: Unique[list[Name]] = []
     """Datasets (of the grid) every value runs on."""
     seeds: Unique[list[Annotated[int, Field(ge=0)]]] = Field(default_factory=lambda: [0])
@@ -44,7 +44,7 @@ class SweepConfig(Section):
 class BudgetSweep(SweepConfig):
     """The budget sweep: fractions of the backbone's weights."""
 
-    values: Unique[list[Annotated[float, Field(gt=0, le=1)]]] = []
+    values: Unique[list[Annotated[int | float, Field(gt=0, le=1)]]] = []
     """Budgets, as fractions of all backbone weights (write 0.00001, not 1e-5: YAML reads that as
     text)."""
 
@@ -52,7 +52,7 @@ class BudgetSweep(SweepConfig):
 class RhoSweep(SweepConfig):
     """The hybrid-ratio sweep: task-specific shares of the budget."""
 
-    values: Unique[list[Annotated[float, Field(ge=0, le=1)]]] = []
+    values: Unique[list[Annotated[int | float, Field(ge=0, le=1)]]] = []
     """Shares rho of the task-specific side, from 0 (task-agnostic only) to 1."""
 
 
@@ -68,16 +68,19 @@ class Sweeps(Section):
         return {name: cfg for name, cfg in self if cfg.values}
 
 
-def swept_value(cfg: SweepConfig, sweep: str, text: str) -> float:
-    """The value of `sweep` that `text` names as a path does (Python's str() of it)."""
-    chosen = [v for v in cfg.values if str(v) == text]
-    if not chosen:
-        raise ShpeftError(f"--value {text}: not one of sweeps.{sweep}.values {cfg.values}")
-    return chosen[0]
+def swept_value(text: str) -> int | float:
+    """The number a sweep value's folder name stands for (Python's str() of it)."""
+    try:
+        return int(text) if text.isdigit() else float(text)
+    except ValueError:
+        raise ShpeftError(f"--value {text}: not a number") from None
 
 
-def point_mask(mask: MaskConfig, sweep: str, value: float) -> MaskConfig:
+def point_mask(mask: MaskConfig, sweep: str, value: int | float) -> MaskConfig:
     """The sweep method's mask variant with the swept key set (a `budget_count` would win over
-    the swept budget fraction, so it is cleared)."""
+    the swept budget fraction, so it is cleared), checked as the variant itself is."""
     change = {sweep: value, **({"budget_count": None} if sweep == "budget" else {})}
-    return mask.model_copy(update=change)
+    try:
+        return type(mask).model_validate({**mask.model_dump(), **change})
+    except ValidationError as exc:
+        raise ShpeftError(f"--value {value}: {exc.errors()[0]['msg']} for {sweep}") from None

@@ -8,7 +8,9 @@ from shpeft.params import load
 
 # Commands read the same layered params as this workflow: params.yaml, then each --configfile.
 # An environment variable rather than an argument, so commands (and DVC's) stay the same.
-PARAMS_FILES = [os.path.relpath(f) for f in ["params.yaml", *workflow.overwrite_configfiles]]
+PARAMS_FILES = [
+    os.path.relpath(f) for f in ["params.yaml", *workflow.overwrite_configfiles]
+]
 try:
     PARAMS = load(PARAMS_FILES)
 except ShpeftError as exc:
@@ -27,12 +29,7 @@ envvars:
 
 # Names are validated as safe words; constraints keep wildcards from matching across `/`.
 wildcard_constraints:
-    dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
-    method="[A-Za-z0-9][A-Za-z0-9_-]*",
-    seed="[0-9]+",
-    variant="[A-Za-z0-9][A-Za-z0-9_-]*",
-    sweep="|".join(dag.SWEEP_NAMES),
-    value="[0-9][0-9.e+-]*",
+    **dag.WILDCARDS,
 
 
 CONDA_ENV = "../../environment.yml"
@@ -50,7 +47,10 @@ def job_of(step, wildcards):
 def step_inputs(step):
     def inputs(wildcards):
         found = job_of(step, wildcards).inputs(PARAMS)
-        return {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in found.items()}
+        return {
+            k: [str(p) for p in v] if isinstance(v, list) else str(v)
+            for k, v in found.items()
+        }
 
     return inputs
 
@@ -68,7 +68,9 @@ def step_params(step):
 
     def sections(wildcards):
         job = job_of(step, wildcards)
-        return {path: PARAMS.raw_at(path) for path in sorted(job.declared_params(PARAMS))}
+        return {
+            path: PARAMS.raw_at(path) for path in sorted(job.declared_params(PARAMS))
+        }
 
     return sections
 

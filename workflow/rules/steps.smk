@@ -13,14 +13,14 @@ for step in dag.STEPS.values():
             **step_outputs(step),
         log:
             str(pattern_job(step).log),
-        params:
-            sections=step_params(step),
-            command=step_command(step),
+        conda:
+            CONDA_ENV
         threads: step.threads or workflow.cores
         resources:
             **step_resources(step),
-        conda:
-            CONDA_ENV
+        params:
+            sections=step_params(step),
+            command=step_command(step),
         shell:
             # The job's own command: a shell expression is evaluated again when the job runs,
             # after this loop, where `step` is the last step.

@@ -241,7 +241,9 @@ def failure_cases(
     _save(figure, out, f"failures_{dataset}")
 
 
-def sweep_figure(table: pd.DataFrame, sweep: str, label: str, log_x: bool, out: Path) -> None:
+def sweep_figure(
+    table: pd.DataFrame, sweep: str, label: str, log_x: bool, out: Path, name: str
+) -> None:
     """A sweep's test accuracy against the swept value, one line per dataset, with intervals."""
     figure, ax = plt.subplots(figsize=(6, 3.8))
     for (dataset, frame), color in zip(
@@ -265,4 +267,4 @@ def sweep_figure(table: pd.DataFrame, sweep: str, label: str, log_x: bool, out: 
         ax.set_xscale("log")
     ax.set_title(f"{table['method'].iloc[0]}: sweep of {sweep}", fontsize=9)
     ax.legend(fontsize=7)
-    _save(figure, out, "sweep")
+    _save(figure, out, name)

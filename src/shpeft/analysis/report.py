@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from shpeft import paths
+from shpeft.analysis.stats import level_label
 from shpeft.backbone.model import backbone_info
 from shpeft.data.prepared import PreparedDataset
 from shpeft.runs import RunFolder
@@ -134,14 +136,16 @@ def context(
             "num_params": backbone.num_params,
         },
         "methods": {m: methods[m] for m in params.grid.methods if m in methods},
-        "score": compact(params.raw_at("score") or {}),
-        "masks": compact(params.raw_at("masks") or {}),
+        "score": compact(params.score.model_dump()),
+        "masks": compact({name: mask.model_dump() for name, mask in params.masks.items()}),
         "seeds": params.seeds,
         "selection": next(iter(methods.values()))["selection"] if methods else "n/a",
-        "level": f"{params.stats.level:.0%}",
-        "stats": compact(params.raw_at("stats") or {}),
-        "main_table": (Path(inputs["tables"]) / "main.md").read_text(),
-        "sweeps": "\n".join((Path(s) / "sweep.md").read_text() for s in inputs["sweeps"])
+        "level": level_label(params.stats.level),
+        "stats": compact(params.stats.model_dump()),
+        "main_table": (Path(inputs["tables"]) / paths.main_table(".md").name).read_text(),
+        "sweeps": "\n".join(
+            paths.sweep_summary_file(s, ".md").read_text() for s in inputs["sweeps"]
+        )
         or "No sweep ran (`sweeps.*.values` empty).\n",
         "failures": figures,
         "scoring": table(
@@ -158,7 +162,7 @@ def figure_files(figures_dir: Path, sweeps: Sequence[Path]) -> dict[str, Path]:
     """Every PNG the report embeds, by caption: the figures step's, then each sweep's."""
     found = {png.stem: png for png in sorted(Path(figures_dir).glob("*.png"))}
     for summary in map(Path, sweeps):
-        found[f"sweep_{summary.parent.name}"] = summary / "sweep.png"
+        found[f"sweep_{summary.parent.name}"] = paths.sweep_summary_file(summary, ".png")
     return found
 
 

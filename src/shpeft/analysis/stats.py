@@ -1,6 +1,6 @@
 """Statistics a reviewer asks for: per-run detail and bootstrap intervals, paired tests over seeds.
 
-- Per run, on the test split: the metrics of `shpeft.metrics`, expected calibration error,
+- Per run, on the test split: the metrics of `shpeft.train.metrics`, expected calibration error,
   per-class recall and the confusion matrix, each scalar with a percentile bootstrap interval over
   test cases (resampling with replacement, `StatsConfig.bootstrap` times, seeded).
 - Across runs: a paired comparison of two methods over the (dataset, seed) pairs both ran, by the
@@ -35,6 +35,11 @@ class StatsConfig(Section):
     """Seeds the resampling."""
     reference: Name = "full"
     """The reference method every other one is compared with (besides the best other one)."""
+
+
+def level_label(level: float) -> str:
+    """A confidence level as a percentage, without rounding it away (0.975 is 97.5%)."""
+    return f"{100 * level:.4g}%"
 
 
 def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:

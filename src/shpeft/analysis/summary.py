@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from shpeft.analysis.collect import COUNTS, KEYS, METRICS
-from shpeft.analysis.stats import SCALARS
+from shpeft.analysis.stats import SCALARS, level_label
 
 
 def seed_statistics(runs: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +57,9 @@ def dvc_metrics(runs: pd.DataFrame) -> dict[str, Any]:
 
 def detail_markdown(details: pd.DataFrame, level: float) -> str:
     """Per dataset: every run's scalar metrics as `value [low, high]`."""
-    parts = [f"## Test metrics per run, with {level:.0%} bootstrap intervals over test cases\n"]
+    parts = [
+        f"## Test metrics per run, with {level_label(level)} bootstrap intervals over test cases\n"
+    ]
     for dataset, frame in details.groupby("dataset", sort=False):
         table = frame[["method", "seed"]].copy()
         for name in SCALARS:

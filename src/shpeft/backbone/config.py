@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 
 from shpeft.config import Section
+from shpeft.data.synthetic_images import KINDS
 
 
 def _known_origin(weights: str) -> str:
@@ -25,7 +26,7 @@ def _origin_pattern(schema: dict[str, Any]) -> None:
 class PretrainConfig(Section):
     """The demo backbone's pretraining on a synthetic source domain (`weights: pretrain`)."""
 
-    kind: Literal["shapes", "ultrasound", "xray", "dermoscopy"] = "shapes"
+    kind: Literal[tuple(KINDS)] = "shapes"  # type: ignore[valid-type]
     """Synthetic domain to pretrain on (`shapes` is distinct from every demo target)."""
     n_train: int = Field(4000, ge=1)
     """Training images."""

@@ -17,7 +17,7 @@ from shpeft.data.synthetic_images import KINDS, generate
 class SyntheticConfig(DatasetConfig):
     """Generated images that mimic a modality (see `synthetic_images`)."""
 
-    kind: Literal["ultrasound", "xray", "dermoscopy", "shapes"] = "ultrasound"
+    kind: Literal[tuple(KINDS)] = "ultrasound"  # type: ignore[valid-type]
     """Which look: ultrasound, xray, dermoscopy (the demo's targets) or shapes (its source)."""
     n_train: int = Field(480, ge=1)
     """Training images."""

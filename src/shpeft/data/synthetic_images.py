@@ -2,7 +2,7 @@
 
 Each kind mimics one modality (breast ultrasound, chest X-ray, dermoscopy) plus a generic source
 domain (`shapes`) for pretraining the demo backbone. Images are drawn in vectorised batches
-with numpy (and scipy.fft for smooth noise).
+with numpy (and scipy.fft for smooth noise, imported where it is used).
 
 The class signal is spatial by construction: lesion sizes and positions come from overlapping
 ranges, every image gets a random contrast curve, and each channel is then standardised to a mean
@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy import fft
 
 KINDS: dict[str, tuple[str, ...]] = {
     "ultrasound": ("benign", "malignant", "normal"),
@@ -107,6 +106,8 @@ def _gain(size: int, sigma_y: float, sigma_x: float, half: bool = True) -> Array
 
 def _blur(field: Array, sigma_y: float, sigma_x: float) -> Array:
     """Periodic Gaussian blur of each image in a batch (sigmas in pixels), via the FFT."""
+    from scipy import fft  # here, not at import: params validation imports this module
+
     gain = _gain(field.shape[-1], sigma_y, sigma_x).astype(np.float32)
     return fft.irfft2(fft.rfft2(field) * gain, s=field.shape[-2:])
 
@@ -116,6 +117,8 @@ def _noise(rng: Rng, n: int, size: int, sigma: float, stretch: float = 1.0) -> A
 
     Blurred uniform white noise (nearly Gaussian once blurred, and much cheaper to draw).
     """
+    from scipy import fft
+
     sigma_y, sigma_x = sigma * size, sigma * size * stretch
     gain = _gain(size, sigma_y, sigma_x)
     gain[0, 0] = 0.0  # zero mean

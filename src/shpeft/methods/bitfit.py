@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from shpeft.methods.registry import SubsetMethod, register_method
-from shpeft.surgery import head_names
+from shpeft.surgery import backbone_parameters
 
 
 @register_method("bitfit")
@@ -14,9 +14,4 @@ class BitFit(SubsetMethod):
     trains = "every bias of the backbone"
 
     def parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        head = head_names(model)
-        return [
-            param
-            for name, param in model.named_parameters()
-            if name.endswith(".bias") and name not in head
-        ]
+        return [p for name, p in backbone_parameters(model).items() if name.endswith(".bias")]

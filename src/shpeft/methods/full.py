@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from shpeft.methods.registry import SubsetMethod, register_method
-from shpeft.surgery import head_names
+from shpeft.surgery import backbone_parameters
 
 
 @register_method("full")
@@ -14,5 +14,4 @@ class Full(SubsetMethod):
     trains = "every weight"
 
     def parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        head = head_names(model)
-        return [param for name, param in model.named_parameters() if name not in head]
+        return list(backbone_parameters(model).values())

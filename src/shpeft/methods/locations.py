@@ -11,10 +11,10 @@ from collections import Counter
 
 from torch import nn
 
-from shpeft.surgery import head_names
+from shpeft.surgery import BLOCK_LINEARS, head_names
 
-#: Columns of the location heatmap: the eligible linear layers of a block, then anything else.
-KINDS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2", "other")
+#: Columns of the location heatmap: the targeted linear layers of a block, then anything else.
+KINDS = (*(layer.removeprefix("blocks.*.") for layer in BLOCK_LINEARS), "other")
 #: The block index of parameters outside the transformer blocks.
 OUTSIDE = -1
 _LOCATION = re.compile(rf"blocks\.(\d+)\.(?:({'|'.join(map(re.escape, KINDS[:-1]))})\.)?")

@@ -12,14 +12,7 @@ from pydantic import Field
 from torch import nn
 
 from shpeft.methods.registry import RunContext, SizedConfig, SizedMethod, register_method
-from shpeft.surgery import match_modules, replace_module
-
-DEFAULT_TARGETS = (
-    "blocks.*.attn.qkv",
-    "blocks.*.attn.proj",
-    "blocks.*.mlp.fc1",
-    "blocks.*.mlp.fc2",
-)
+from shpeft.surgery import BLOCK_LINEARS, match_modules, replace_module
 
 
 class LoraConfig(SizedConfig):
@@ -31,7 +24,7 @@ class LoraConfig(SizedConfig):
     """Scaling numerator: the update is multiplied by alpha / rank."""
     dropout: float = Field(0.0, ge=0, le=1)
     """Dropout on the LoRA branch's input."""
-    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS), min_length=1)
+    targets: list[str] = Field(default_factory=lambda: list(BLOCK_LINEARS), min_length=1)
     """Glob patterns of the Linear modules that get an update."""
 
 

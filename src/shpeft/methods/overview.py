@@ -17,7 +17,7 @@ from shpeft.errors import ShpeftError
 from shpeft.methods.registry import RunContext, create_method
 from shpeft.selection.importance import eligible_parameters
 from shpeft.selection.masks import MaskConfig, planned_entries
-from shpeft.surgery import head_names
+from shpeft.surgery import backbone_parameters
 
 if TYPE_CHECKING:
     from shpeft.params import Params
@@ -39,8 +39,7 @@ def overview_model(backbone: BackboneConfig, model: str | None, model_args: dict
 
 def overview(params: Params, model: nn.Module) -> list[dict[str, Any]]:
     """One row per method of the grid: kind, reference, what trains, trainable count, fraction."""
-    head = head_names(model)
-    backbone = sum(p.numel() for n, p in model.named_parameters() if n not in head)
+    backbone = sum(p.numel() for p in backbone_parameters(model).values())
     shapes = [p.shape for p in eligible_parameters(model, params.score.eligible).values()]
     ctx = RunContext("overview", 0, None)
     rows = []

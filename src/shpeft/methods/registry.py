@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 import torch
-from pydantic import Field, create_model
+from pydantic import Field, ValidationError, create_model
 from torch import nn
 
 from shpeft import bound
@@ -199,13 +199,20 @@ def register_method(kind: str) -> Callable[[type[Method]], type[Method]]:
         cls.config_model = create_model(
             f"{cls.__name__}Params",
             __base__=cls.config_cls,
-            __doc__=f"`kind: {kind}`: {cls.reference or cls.__doc__ or kind}.",
-            kind=(Literal[kind], Field(description=f"`{kind}`: {cls.trains or 'see its module'}")),
+            __doc__=f"`kind: {kind}`: {_summary(cls)}",
+            kind=(Literal[kind], Field(description=f"`{kind}`: {_summary(cls)}")),
         )
         _METHODS[kind] = cls
         return cls
 
     return decorator
+
+
+def _summary(cls: type[Method]) -> str:
+    """What the method trains and the paper it follows, for the schema and the reference docs."""
+    reference = cls.reference.strip(" -")
+    trains = f"besides the head, trains {cls.trains}" if cls.trains else "see its module"
+    return f"{trains}{f'; {reference}' if reference else ''}."
 
 
 def methods() -> dict[str, type[Method]]:
@@ -231,4 +238,8 @@ def create_method(cfg: MethodConfig | dict[str, Any]) -> Method:
     cls = known[kind]
     if isinstance(cfg, MethodConfig):  # a copy: a size chosen from target_params is the run's own
         return cls(cfg.model_copy(deep=True))
-    return cls(cls.config_model.model_validate(cfg))
+    try:
+        return cls(cls.config_model.model_validate(cfg))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ShpeftError(f"method kind '{kind}': {problems}") from None

@@ -81,7 +81,7 @@ class Spt(SparseMask):
 
     reference = "SPT, He et al., ICCV 2023 (unstructured part)"
     trains = "k entries of qkv/proj/fc1/fc2 by sensitivity sum g^2"
-    own_rule = {"rule": "split", "task_specific": "grad_l2", "rho": 1.0}
+    own_rule = {"rule": "split", "task_specific": "grad_l2", "rho": 1.0, "scope": "global"}
 
 
 @register_method("gps")

@@ -18,6 +18,8 @@ from shpeft.errors import ShpeftError
 from shpeft.methods.registry import Method, MethodConfig, RunContext, register_method
 from shpeft.surgery import match_modules, replace_module
 
+# SSF's own list, in its order (which is the order its scales are initialised in), so not
+# assembled from `surgery.BLOCK_LINEARS`.
 DEFAULT_TARGETS = (
     "patch_embed.proj",
     "blocks.*.norm1",

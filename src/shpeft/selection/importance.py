@@ -28,6 +28,7 @@ from shpeft import bound
 from shpeft.config import Section
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json, write_json
+from shpeft.surgery import BLOCK_LINEARS
 
 TaskSpecific = Literal["taylor_l1", "taylor_l2", "grad_l1", "grad_l2"]
 TaskAgnostic = Literal["magnitude_l1", "magnitude_l2"]
@@ -35,12 +36,7 @@ TASK_SPECIFIC: tuple[str, ...] = get_args(TaskSpecific)
 TASK_AGNOSTIC: tuple[str, ...] = get_args(TaskAgnostic)
 SCORES_FILE = "importance.safetensors"
 SUMMARY_FILE = "summary.json"
-DEFAULT_ELIGIBLE = (
-    "blocks.*.attn.qkv.weight",
-    "blocks.*.attn.proj.weight",
-    "blocks.*.mlp.fc1.weight",
-    "blocks.*.mlp.fc2.weight",
-)
+DEFAULT_ELIGIBLE = tuple(f"{layer}.weight" for layer in BLOCK_LINEARS)
 
 
 class ScoreConfig(Section):

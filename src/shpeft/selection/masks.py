@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from shpeft import bound
+from shpeft import bound, paths
 from shpeft.config import Section
 from shpeft.errors import ShpeftError
 from shpeft.fileio import write_json
@@ -191,11 +191,7 @@ def write_mask(
     eligible tensors' sizes) and `<variant>.json` (its statistics)."""
     tensors = {name: torch.from_numpy(positions) for name, positions in selection.items()}
     bound.write(out_file, tensors, stats["backbone_sha256"], eligible=json.dumps(eligible))
-    write_json(stats_file(out_file), stats)
-
-
-def stats_file(mask_file: Path) -> Path:
-    return Path(mask_file).with_suffix(".json")
+    write_json(paths.stats_of(out_file), stats)
 
 
 def load_mask(path: str | Path, backbone_sha256: str) -> Mask:

@@ -1,6 +1,7 @@
 """The pipeline's steps, one module each: `run(job, inputs, **sections)` takes a job of
-`shpeft.dag`, its input paths and the params sections the DAG says it reads; beside it, the step's
-work as a function of explicit paths, for use from Python."""
+`shpeft.dag`, its input paths and the params sections the DAG says it reads. The steps that make
+one thing from a few (prepare, backbone, score, mask) also offer that work as a function of
+explicit paths, for use from Python; `run_job` runs any job as its command would."""
 
 from __future__ import annotations
 

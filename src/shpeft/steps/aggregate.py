@@ -20,13 +20,12 @@ from shpeft.analysis.summary import detail_markdown, dvc_metrics, seed_statistic
 from shpeft.analysis.tables import comparisons, main_table, to_latex, to_markdown
 from shpeft.dag import Job
 from shpeft.fileio import atomic_path, write_json
-from shpeft.params import Grid
 
 log = logging.getLogger(__name__)
 
 
 def run(
-    job: Job, inputs: dict[str, list[Path]], grid: Grid, seeds: list[int], stats: StatsConfig
+    job: Job, inputs: dict[str, list[Path]], seeds: list[int], stats: StatsConfig
 ) -> pd.DataFrame:
     runs, curves = collect_runs(inputs["runs"])
     summary = pd.concat([runs.astype({"seed": str}), seed_statistics(runs)], ignore_index=True)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from shpeft import paths
 from shpeft.analysis import plots
+from shpeft.analysis.collect import run_key
 from shpeft.dag import Job
 from shpeft.data.prepared import PreparedDataset
 from shpeft.fileio import atomic_path, read_json
@@ -25,12 +26,13 @@ FAILURES_OF = "sh-peft"
 
 
 def run(job: Job, inputs: dict[str, Any], grid: Grid, seeds: list[int]) -> None:
-    summary = pd.read_csv(paths.summary_csv())
+    tables = Path(inputs["tables"])
+    summary = pd.read_csv(tables / paths.summary_csv().name)
     runs = summary[~summary["seed"].isin(["mean", "std"])]
-    details = pd.read_csv(paths.detail_table(".csv"))
-    curves = pd.read_csv(paths.curves_csv())
+    details = pd.read_csv(tables / paths.detail_table(".csv").name)
+    curves = pd.read_csv(tables / paths.curves_csv().name)
     data = {Path(d).name: PreparedDataset.load(d) for d in inputs["data"]}
-    folders = {_key(f): f for f in map(RunFolder, inputs["runs"])}
+    folders = {tuple(run_key(f).values()): f for f in map(RunFolder, inputs["runs"])}
     failing = FAILURES_OF if FAILURES_OF in grid.methods else grid.methods[0]
     with atomic_path(job.outputs["figures"]) as out:
         out.mkdir()
@@ -49,11 +51,6 @@ def run(job: Job, inputs: dict[str, Any], grid: Grid, seeds: list[int]) -> None:
                 dataset, failing, seeds[0], images, predictions, data[dataset].class_names, 8, out
             )
     log.info("figures written to %s", job.outputs["figures"])
-
-
-def _key(folder: RunFolder) -> tuple[str, str, int]:
-    config = folder.config()
-    return config["dataset"], config["method"], config["seed"]
 
 
 def where_methods_train(

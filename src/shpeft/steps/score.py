@@ -61,6 +61,7 @@ def score_dataset(
         },
         **agnostic_scores(params),
     }
+    tensors = top_tensors(scores, params, score)
     summary = {
         "backbone_sha256": backbone.sha256,
         "backbone_params": backbone.num_params,
@@ -69,7 +70,7 @@ def score_dataset(
         "layers": layer_summary(params, scores),
         "seconds": time.perf_counter() - started,
     }
-    write_scores(Path(out_dir), top_tensors(scores, params, score), summary)
+    write_scores(Path(out_dir), tensors, summary)
     return summary
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from shpeft import paths
 from shpeft.analysis.plots import sweep_figure
-from shpeft.analysis.stats import StatsConfig
+from shpeft.analysis.stats import StatsConfig, level_label
 from shpeft.analysis.sweep_table import sweep_table
 from shpeft.dag import Job
 from shpeft.fileio import atomic_path
@@ -24,13 +25,15 @@ def run(
     table = sweep_table(sweep, sweep_config, stats)
     with atomic_path(job.outputs["summary"]) as tmp:
         tmp.mkdir()
-        table.to_csv(tmp / "sweep.csv", index=False)
-        (tmp / "sweep.md").write_text(
+        table.to_csv(paths.sweep_summary_file(tmp, ".csv"), index=False)
+        paths.sweep_summary_file(tmp, ".md").write_text(
             f"## Sweep of `{sweep}` ({sweep_config.method}): test accuracy, mean over seeds, "
-            f"{stats.level:.0%} bootstrap interval over test cases\n\n"
+            f"{level_label(stats.level)} bootstrap interval over test cases\n\n"
             + table.to_markdown(index=False, floatfmt=".4g")
             + "\n"
         )
-        sweep_figure(table, sweep, AXES[sweep], log_x=sweep == "budget", out=tmp)
+        sweep_figure(
+            table, sweep, AXES[sweep], log_x=sweep == "budget", out=tmp, name=paths.SWEEP_SUMMARY
+        )
     log.info("sweep %s: %d points summarised", sweep, len(table))
     return table

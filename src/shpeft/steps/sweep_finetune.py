@@ -9,7 +9,6 @@ from typing import Any
 from shpeft.dag import Job
 from shpeft.methods.registry import MethodConfig
 from shpeft.steps.finetune import train_run
-from shpeft.sweeps import SweepConfig
 from shpeft.tracking import TrackingConfig
 from shpeft.train.config import FinetuneConfig
 
@@ -17,10 +16,10 @@ from shpeft.train.config import FinetuneConfig
 def run(
     job: Job,
     inputs: dict[str, Path],
+    method: str,
     method_config: MethodConfig,
-    sweep_config: SweepConfig,
     finetune: FinetuneConfig,
     tracking: TrackingConfig,
 ) -> dict[str, Any]:
     label = f"{job['sweep']}={job['value']}"
-    return train_run(job, inputs, sweep_config.method, method_config, finetune, tracking, label)
+    return train_run(job, inputs, method, method_config, finetune, tracking, label)

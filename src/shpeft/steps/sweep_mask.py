@@ -8,11 +8,9 @@ from typing import Any
 from shpeft.dag import Job
 from shpeft.selection.masks import MaskConfig
 from shpeft.steps.mask import build
-from shpeft.sweeps import SweepConfig, point_mask, swept_value
+from shpeft.sweeps import point_mask, swept_value
 
 
-def run(
-    job: Job, inputs: dict[str, Path], mask: MaskConfig, sweep_config: SweepConfig
-) -> dict[str, Any]:
-    value = swept_value(sweep_config, job["sweep"], job["value"])
-    return build(inputs["importance"], point_mask(mask, job["sweep"], value), job.outputs["mask"])
+def run(job: Job, inputs: dict[str, Path], mask: MaskConfig) -> dict[str, Any]:
+    point = point_mask(mask, job["sweep"], swept_value(job["value"]))
+    return build(inputs["importance"], point, job.outputs["mask"])

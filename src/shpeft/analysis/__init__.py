@@ -1,0 +1,1 @@
+"""Analysis of finished runs: statistics, tables, figures, sweep tables and the report."""
