@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from shpeft.train.devices import acquire_gpu, visible_gpus
 
 
@@ -73,3 +75,24 @@ def test_slurm_jobs_do_not_wait_for_each_others_device_zero(tmp_path):
             process.join(timeout=60)
     assert outcomes == {"100": "timeout", "101": "0"}
     assert {p.name for p in tmp_path.iterdir() if p.is_dir()} == {"slurm-100", "slurm-101"}
+
+
+def test_a_gpu_torch_cannot_use_is_an_error_not_a_quiet_cpu(tmp_path, monkeypatch):
+    """A driver that shows a GPU, with a torch build that cannot use it (as on this machine)."""
+    import torch
+
+    from shpeft.errors import ShpeftError
+    from shpeft.train.devices import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("torch can use the GPU here: nothing to refuse")
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 470.57.02\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(ShpeftError, match=r"driver 470\.57\.02 shows a GPU, but torch .* cannot"):
+        resolve_device("auto")
+    assert resolve_device("cpu").type == "cpu"  # the explicit way to train on the CPU
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert resolve_device("auto").type == "cpu"  # GPUs hidden on purpose

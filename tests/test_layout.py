@@ -98,3 +98,17 @@ def test_dvc_yaml_is_current():
     """`make dvc-yaml` leaves nothing to commit."""
     expected = render(load([ROOT / "params.yaml"]))
     assert (ROOT / "dvc.yaml").read_text() == expected, "run `make dvc-yaml` and commit the result"
+
+
+def test_tensors_leave_the_device_through_one_helper():
+    """`.numpy()` on a CUDA tensor raises: outside `train.devices.to_numpy`, nothing calls it."""
+    calls = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "numpy"
+            ):
+                calls.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert [call.split(":")[0] for call in calls] == ["train/devices.py"], calls

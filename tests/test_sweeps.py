@@ -64,30 +64,29 @@ def test_seed_mean_interval_covers_the_true_accuracy():
     assert np.isnan(seed_mean_interval(labels, predicted, StatsConfig(bootstrap=0))).all()
 
 
-def test_sweep_table_from_runs(tiny_params, in_tmp):
+def test_sweep_table_from_runs(in_tmp):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 50)
-    for value, correct in (("0.001", 30), ("0.004", 40)):
-        run = paths.sweep_run_dir("budget", value, "tiny_us", 0)
+    runs = []
+    for value, correct in ((0.001, 30), (0.004, 40)):
+        run = paths.sweep_run_dir("budget", str(value), "tiny_us", 0)
         run.mkdir(parents=True)
         predicted = np.where(np.arange(50) < correct, labels, (labels + 1) % 3)
         pd.DataFrame({"label": labels, "predicted": predicted}).to_csv(
             run / "predictions.csv", index=False
         )
-        write_json(
-            run / "metrics.json",
-            {
-                "test": {"accuracy": correct / 50},
-                "trainable_backbone": 28,
-                "trainable_fraction": 1e-3,
-            },
-        )
-    stats = tiny_params.stats
-    table = sweep_table("budget", tiny_params.sweeps.budget, stats)
+        metrics = {"test": {"accuracy": correct / 50}, "trainable_backbone": 28}
+        write_json(run / "metrics.json", {**metrics, "trainable_fraction": 1e-3})
+        point = {"sweep": "budget", "value": value}
+        write_json(run / "config.json", {"dataset": "tiny_us", "method": "m", "sweep_point": point})
+        runs.append(run)
+    stats = StatsConfig(bootstrap=200)
+    table = sweep_table(runs, stats)
     assert list(table["value"]) == [0.001, 0.004]
     assert list(table["accuracy"]) == [0.6, 0.8]
     assert (table["accuracy_low"] < table["accuracy"]).all()
     assert (table["accuracy"] < table["accuracy_high"]).all()
     assert table["accuracy_std"].isna().all()  # one seed: no std, still a table
-    with pytest.raises(ShpeftError, match="rho/points/0.0/tiny_us/seed0/metrics.json: run output"):
-        sweep_table("rho", tiny_params.sweeps.rho, stats)
+    missing = paths.sweep_run_dir("rho", "0.0", "tiny_us", 0)
+    with pytest.raises(ShpeftError, match="rho/points/0.0/tiny_us/seed0/config.json: run output"):
+        sweep_table([missing], stats)

@@ -142,7 +142,7 @@ def parser() -> argparse.ArgumentParser:
     add_bench_commands(sub.add_parser("bench", help="benchmarks (print a table, write JSON)"), add)
     add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
     add("summary", cmd_summary, "print the summary table and where outputs are", False)
-    add("schema", cmd_schema, "regenerate the params schema and docs/params.md", False)
+    add("schema", cmd_schema, "regenerate the params schema and config/README.md", False)
     add("dvc-yaml", cmd_dvc_yaml, "regenerate dvc.yaml from shpeft.dag and params.yaml")
     return main
 

@@ -3,7 +3,7 @@
 A section is a pydantic model that refuses unknown keys and never coerces a value silently (a
 string is not a number, a bool is not an integer). Each field is documented by the docstring
 under it; pydantic reads those docstrings as descriptions, so the generated JSON schema
-(`workflow/schemas/params.schema.yaml`) and reference (`docs/params.md`) carry them.
+(`workflow/schemas/params.schema.yaml`) and reference (`config/README.md`) carry them.
 """
 
 from __future__ import annotations

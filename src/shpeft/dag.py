@@ -33,9 +33,9 @@ class Domain:
     """The values a wildcard takes, given the params and the wildcards before it."""
 
     values: Callable[[Params, dict[str, str]], list[Any]]
-    #: The params key DVC's matrix iterates (may name wildcards before it, `sweeps.{sweep}`);
-    #: None: DVC gets one stage per value instead, with that value written out.
-    dvc: str | None = None
+    #: The params keys DVC's matrix may iterate, the first that params.yaml states (they may name
+    #: wildcards before them, `sweeps.{sweep}`); None: one DVC stage per value instead.
+    dvc: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,16 +158,18 @@ WILDCARDS = {
 }
 
 # The domains of the wildcards.
-DATASETS = Domain(lambda p, w: p.grid.datasets, "grid.datasets")
+DATASETS = Domain(lambda p, w: p.grid.datasets, ("grid.datasets",))
 METHODS = Domain(lambda p, w: p.grid.methods)
-SEEDS = Domain(lambda p, w: p.seeds, "seeds")
-VARIANTS = Domain(lambda p, w: list(p.masks), "masks")
+SEEDS = Domain(lambda p, w: p.seeds, ("seeds",))
+VARIANTS = Domain(lambda p, w: list(p.masks), ("masks",))
 SWEEPS = Domain(lambda p, w: list(p.sweeps.active()))
-SWEEP_VALUES = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).values, "sweeps.{sweep}.values")
-SWEEP_DATASETS = Domain(
-    lambda p, w: getattr(p.sweeps, w["sweep"]).datasets, "sweeps.{sweep}.datasets"
+SWEEP_VALUES = Domain(
+    lambda p, w: getattr(p.sweeps, w["sweep"]).values, ("sweeps.{sweep}.values",)
 )
-SWEEP_SEEDS = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).seeds, "sweeps.{sweep}.seeds")
+SWEEP_DATASETS = Domain(
+    lambda p, w: p.sweep_datasets(w["sweep"]), ("sweeps.{sweep}.datasets", "grid.datasets")
+)
+SWEEP_SEEDS = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).seeds, ("sweeps.{sweep}.seeds",))
 
 
 def method_inputs(params: Params, dataset: str, method: str) -> dict[str, Path]:

@@ -96,12 +96,12 @@ def _stage(params: Params, step: dag.Step, fixed: dict[str, str]) -> dict[str, A
 
 
 def _axis(params: Params, domain: dag.Domain, fixed: dict[str, str]) -> Any:
-    """`${key}` of the params list the axis iterates; its values where params.yaml does not state
-    it (DVC interpolates only what the file says; the value is then a code default)."""
-    key = domain.dvc.format(**fixed)
-    if params.raw_at(key) is None:
-        return list(domain.values(params, fixed))
-    return f"${{{key}}}"
+    """`${key}` of the first params list of the axis that params.yaml states; its values where
+    it states none (DVC interpolates only what the file says; they are then code defaults)."""
+    for key in (candidate.format(**fixed) for candidate in domain.dvc):
+        if params.raw_at(key) is not None:
+            return f"${{{key}}}"
+    return list(domain.values(params, fixed))
 
 
 def _flat(values: Any) -> Iterator[Path]:

@@ -6,7 +6,7 @@ mappings key by key, anything else replaced. The merged mapping is validated aga
 whose sections are the typed configs of the steps that read them; `datasets.<id>` and
 `methods.<id>` are unions over the registered data sources and methods. A mistake stops with one
 line naming the file, the key path and what is allowed (with the nearest valid key for a
-misspelt one). The JSON schema (`make schema`) and `docs/params.md` are generated from here.
+misspelt one). The JSON schema (`make schema`) and `config/README.md` are generated from here.
 """
 
 from __future__ import annotations
@@ -141,6 +141,10 @@ class ParamsBase(Section):
             node = node[part]
         return node
 
+    def sweep_datasets(self, sweep: str) -> list[str]:
+        """The datasets a sweep runs on: those it names, else every dataset of the grid."""
+        return getattr(self.sweeps, sweep).datasets or self.grid.datasets
+
     def sweep_method(self, sweep: str) -> str:
         return self.at(f"sweeps.{sweep}.method")
 
@@ -190,12 +194,13 @@ class ParamsBase(Section):
                 f"sweeps.{name}.method",
                 f"kind '{method.kind}' fixes {name} in its own selection: sweep another method",
             )
-        outside = sorted(set(sweep.datasets) - set(self.grid.datasets))
-        if outside or not sweep.datasets:
+        outside = sorted(set(sweep.datasets or []) - set(self.grid.datasets))
+        if outside or sweep.datasets == []:
             yield (
                 f"sweeps.{name}.datasets",
                 f"{', '.join(outside) or 'none given'}: a sweep runs on datasets of "
-                "grid.datasets (the grid's score step rates their weights)",
+                "grid.datasets (the grid's score step rates their weights); name some of them, "
+                f"or unset it (sweeps: {{{name}: {{datasets: null}}}}) to sweep every one",
             )
 
 

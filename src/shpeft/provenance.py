@@ -38,6 +38,8 @@ def environment() -> dict[str, Any]:
     """Machine, accelerator and every installed package's version."""
     import torch
 
+    from shpeft.train.devices import nvidia_driver
+
     env: dict[str, Any] = {
         "os": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
@@ -51,22 +53,8 @@ def environment() -> dict[str, Any]:
         env["gpu"] = ", ".join(
             torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
         )
-        env["gpu driver"] = _nvidia_driver() or "unknown"
+        env["gpu driver"] = nvidia_driver() or "unknown"
     packages = sorted(
         {(d.metadata["Name"] or "?").lower(): d.version for d in distributions()}.items()
     )
     return {**env, "packages": dict(packages)}
-
-
-def _nvidia_driver() -> str | None:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=20,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None

@@ -35,8 +35,8 @@ class SweepConfig(Section):
     """The sparse method retrained at each value (a method with a `mask`)."""
     values: Unique[list[int | float]] = []
     """Values of the mask key, as written (they name folders); an empty list skips the sweep."""
-    datasets: Unique[list[Name]] = []
-    """Datasets (of the grid) every value runs on."""
+    datasets: Unique[list[Name]] | None = None
+    """Datasets (of the grid) every value runs on; unset: every dataset of the grid."""
     seeds: Unique[list[Annotated[int, Field(ge=0)]]] = Field(default_factory=lambda: [0])
     """Seeds every value runs with."""
 

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from shpeft.errors import ShpeftError
 from shpeft.fileio import sha256_file
+from shpeft.train.devices import to_numpy
 
 if TYPE_CHECKING:
     from shpeft.backbone.config import BackboneConfig
@@ -191,5 +192,5 @@ def hash_tensors(state: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for key in sorted(state):
         digest.update(key.encode())
-        digest.update(state[key].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(to_numpy(state[key].contiguous().view(torch.uint8)).tobytes())
     return digest.hexdigest()

@@ -20,6 +20,7 @@ from torch import nn
 
 from shpeft.bench.report import write_report
 from shpeft.fileio import write_json
+from shpeft.train.devices import to_numpy
 
 #: What each loader variant times, per batch: `gather` fills a reused buffer (page-locked when
 #: CUDA is there, ready for an asynchronous copy) with the batch's images from the memory-mapped
@@ -82,7 +83,7 @@ class _LoaderVariant:
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def batch(self, index: np.ndarray) -> None:
-        np.take(self.images, index, axis=0, out=self.buffer.numpy())
+        np.take(self.images, index, axis=0, out=to_numpy(self.buffer))  # a view of the buffer
         if self.prep is None:
             return
         device = self.prep.mean.device

@@ -29,6 +29,7 @@ from shpeft.config import Section
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json, write_json
 from shpeft.surgery import BLOCK_LINEARS
+from shpeft.train.devices import to_numpy
 
 TaskSpecific = Literal["taylor_l1", "taylor_l2", "grad_l1", "grad_l2"]
 TaskAgnostic = Literal["magnitude_l1", "magnitude_l2"]
@@ -108,7 +109,7 @@ def top_entries(scores: torch.Tensor, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices and scores of the `m` largest entries, largest first."""
     m = min(m, scores.numel())
     values, indices = torch.topk(scores, m, sorted=True)
-    return indices.numpy().astype(np.int64), values.numpy()
+    return to_numpy(indices).astype(np.int64), to_numpy(values)
 
 
 def top_per_row(scores: torch.Tensor, params: dict[str, nn.Parameter], k: int) -> np.ndarray:
@@ -126,7 +127,7 @@ def top_per_row(scores: torch.Tensor, params: dict[str, nn.Parameter], k: int) -
         best = torch.topk(block, k, dim=1, sorted=True).indices
         parts.append(best + start + torch.arange(rows).unsqueeze(1) * cols)
         start += rows * cols
-    return torch.cat(parts).numpy().astype(np.int64)
+    return to_numpy(torch.cat(parts)).astype(np.int64)
 
 
 def layer_summary(

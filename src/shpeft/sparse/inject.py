@@ -18,6 +18,7 @@ from shpeft.errors import ShpeftError
 from shpeft.selection.masks import Selection
 from shpeft.sparse.delta import SparseDeltaLinear
 from shpeft.surgery import parent_of
+from shpeft.train.devices import to_numpy
 
 
 def _parent(model: nn.Module, weight_name: str) -> tuple[nn.Module, str]:
@@ -79,7 +80,7 @@ def load_delta(path: str | Path, model: nn.Module, backbone_sha256: str) -> dict
     with bound.read(path, backbone_sha256, what="sparse delta") as reader:
         tensors = reader.all()
     selection = {
-        key.removesuffix(".indices"): value.numpy()
+        key.removesuffix(".indices"): to_numpy(value)
         for key, value in tensors.items()
         if key.endswith(".indices")
     }

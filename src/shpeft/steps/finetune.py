@@ -76,10 +76,11 @@ def train_run(
     method_config: MethodConfig,
     finetune: FinetuneConfig,
     tracking: TrackingConfig,
-    label: str | None = None,
+    point: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train one run and write its folder atomically; return its metrics."""
-    setup = resolve(job, inputs, method_name, method_config, finetune, label)
+    """Train one run and write its folder atomically; return its metrics. A sweep point's run
+    records its `point` (`{"sweep": ..., "value": ...}`) in its config."""
+    setup = resolve(job, inputs, method_name, method_config, finetune, point)
     out = job.outputs["run"]
     checkpoint = Checkpoint.load(paths.checkpoint_file(out), fingerprint(setup.resolved, inputs))
     resumed_run = checkpoint.meta.get("mlflow_run_id")
@@ -98,7 +99,7 @@ def resolve(
     method_name: str,
     method_config: MethodConfig,
     finetune: FinetuneConfig,
-    label: str | None,
+    point: dict[str, Any] | None,
 ) -> Setup:
     """Seed, load the data and backbone, apply the method; the resolved config of the run."""
     dataset, seed = job["dataset"], int(job["seed"])
@@ -123,9 +124,12 @@ def resolve(
             k: data.manifest[k] for k in ("class_names", "sizes", "split_origin", "arrays_sha256")
         },
         "device": str(device),
+        "bf16": cfg.uses_bf16(device),
         "versions": versions(),
         "selection": f"best validation {cfg.select}; test scored once with that checkpoint",
+        **({"sweep_point": point} if point else {}),
     }
+    label = f"{point['sweep']}={point['value']}" if point else None
     tags = {"dataset": dataset, "method": method_name, "seed": seed, "sweep": label}
     name = run_name(dataset, method_name, seed, label)
     return Setup(name, tags, cfg, method, model, data, backbone, counts, resolved)
@@ -166,7 +170,9 @@ def write(out: Path, setup: Setup, result: FitResult, tracker: Tracker) -> dict[
     device = next(model.parameters()).device
     test = setup.data.part("test")
     prep = Preprocess(model, cfg.augment).to(device)
-    test_metrics, probs = evaluate(model, prep, test, 2 * cfg.batch_size, device)
+    test_metrics, probs = evaluate(
+        model, prep, test, 2 * cfg.batch_size, device, cfg.uses_bf16(device)
+    )
     metrics = {
         "test": test_metrics,
         "best_epoch": result.best_epoch,

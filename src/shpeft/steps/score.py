@@ -30,7 +30,7 @@ from shpeft.selection.importance import (
 )
 from shpeft.surgery import freeze, unfreeze_head
 from shpeft.train.config import AugmentConfig, FinetuneConfig
-from shpeft.train.devices import resolve_device, seed_everything
+from shpeft.train.devices import resolve_device, seed_everything, to_numpy
 from shpeft.train.loop import fit
 from shpeft.train.preprocess import Preprocess
 
@@ -54,13 +54,11 @@ def score_dataset(
         probe(model, train, data.part("val"), score, device)
     model.to(device)
     batches = scoring_batches(model, train, score, device)
-    scores = {
-        **{
-            k: v.cpu()
-            for k, v in gradient_scores(model, params, batches, nn.CrossEntropyLoss()).items()
-        },
+    on_device = {
+        **gradient_scores(model, params, batches, nn.CrossEntropyLoss()),
         **agnostic_scores(params),
     }
+    scores = {name: values.cpu() for name, values in on_device.items()}  # one copy to the host
     tensors = top_tensors(scores, params, score)
     summary = {
         "backbone_sha256": backbone.sha256,
@@ -91,7 +89,7 @@ def scoring_batches(
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(score.seed))
     return [
         (
-            prep(torch.from_numpy(images[index.numpy()]).to(device)),
+            prep(torch.from_numpy(images[to_numpy(index)]).to(device)),
             torch.from_numpy(labels[index]).to(device),
         )
         for index in order.split(score.batch_size)[: score.batches]

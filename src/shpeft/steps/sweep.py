@@ -22,7 +22,7 @@ def run(
     job: Job, inputs: dict[str, list[Path]], sweep_config: SweepConfig, stats: StatsConfig
 ) -> pd.DataFrame:
     sweep = job["sweep"]
-    table = sweep_table(sweep, sweep_config, stats)
+    table = sweep_table(inputs["runs"], stats)
     with atomic_path(job.outputs["summary"]) as tmp:
         tmp.mkdir()
         table.to_csv(paths.sweep_summary_file(tmp, ".csv"), index=False)

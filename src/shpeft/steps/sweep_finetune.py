@@ -9,6 +9,7 @@ from typing import Any
 from shpeft.dag import Job
 from shpeft.methods.registry import MethodConfig
 from shpeft.steps.finetune import train_run
+from shpeft.sweeps import swept_value
 from shpeft.tracking import TrackingConfig
 from shpeft.train.config import FinetuneConfig
 
@@ -21,5 +22,5 @@ def run(
     finetune: FinetuneConfig,
     tracking: TrackingConfig,
 ) -> dict[str, Any]:
-    label = f"{job['sweep']}={job['value']}"
-    return train_run(job, inputs, method, method_config, finetune, tracking, label)
+    point = {"sweep": job["sweep"], "value": swept_value(job["value"])}
+    return train_run(job, inputs, method, method_config, finetune, tracking, point)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from shpeft.config import Section
+
+if TYPE_CHECKING:
+    import torch
 
 #: Validation metrics a run may be selected by; all are "higher is better" except loss.
 SelectMetric = Literal["accuracy", "balanced_accuracy", "macro_f1", "auc", "loss"]
@@ -46,5 +49,11 @@ class FinetuneConfig(Section):
     """auto: CUDA when available, else the CPU."""
     deterministic: bool = False
     """Torch's deterministic algorithms and the cuBLAS workspace setting."""
+    bf16: bool | None = None
+    """bf16 autocast of the forward passes; unset: on for CUDA, off on the CPU (each run records
+    what it used)."""
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     """Training augmentation."""
+
+    def uses_bf16(self, device: torch.device) -> bool:
+        return self.bf16 if self.bf16 is not None else device.type == "cuda"

@@ -78,12 +78,54 @@ def acquire_gpu(
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when available, else the CPU; `cuda` without a device is an error."""
+    """`auto` is CUDA when torch can use a GPU, the CPU where there is none; a GPU that the driver
+    shows but torch cannot use is an error, not a quiet fall back to the CPU (`cpu` asks for it)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        refuse_unusable_gpu()
+        return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ShpeftError("finetune.device: 'cuda' requested but no CUDA device is available")
+        raise ShpeftError("device: 'cuda' requested but torch sees no usable CUDA device")
     return torch.device(name)
+
+
+def refuse_unusable_gpu() -> None:
+    """Stop when an NVIDIA driver shows a GPU this torch build cannot use (a driver older than
+    its CUDA needs, or a CPU-only build), unless the GPUs are hidden on purpose."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return
+    driver = nvidia_driver()
+    if driver is None:
+        return
+    raise ShpeftError(
+        f"device auto: the NVIDIA driver {driver} shows a GPU, but torch {torch.__version__} "
+        f"(built for CUDA {torch.version.cuda or 'none'}) cannot use it; install a torch build "
+        "that this driver supports (README: GPU requirements), or set the device to cpu"
+    )
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver's version where `nvidia-smi` shows a GPU, else None."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """The one way a tensor leaves torch for NumPy: detached and on the host first (a CUDA
+    tensor's `.numpy()` raises); for a CPU tensor the array shares its memory."""
+    return tensor.detach().cpu().numpy()
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -1,8 +1,8 @@
 """The training loop shared by fine-tuning, importance scoring's probe and the demo pretraining.
 
 AdamW (no weight decay on biases and norms), linear warmup then cosine decay per step, gradient
-clipping, bf16 autocast on CUDA. The epoch with the best validation score is kept; the test split
-is never seen here.
+clipping, bf16 autocast on CUDA unless the config says otherwise. The epoch with the best
+validation score is kept; the test split is never seen here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from torch import nn
 
 from shpeft.errors import ShpeftError
 from shpeft.train.config import FinetuneConfig
+from shpeft.train.devices import to_numpy
 from shpeft.train.metrics import classification_metrics
 from shpeft.train.preprocess import Preprocess
 from shpeft.train.state import Checkpoint, TrainingState
@@ -56,23 +57,28 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing on the CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast where asked (`FinetuneConfig.uses_bf16`), float32 otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, prep: Preprocess, images: np.ndarray, batch_size: int, device: torch.device
+    model: nn.Module,
+    prep: Preprocess,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = False,
 ) -> np.ndarray:
     """Class probabilities (float64) for uint8 images, in order."""
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(images[start : start + batch_size]).to(device)
-        with autocast(device):
+        with autocast(device, bf16):
             logits = model(prep(batch))
-        out.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+        out.append(to_numpy(torch.softmax(logits.double(), dim=1)))
     return np.concatenate(out)
 
 
@@ -82,10 +88,11 @@ def evaluate(
     split: Split,
     batch_size: int,
     device: torch.device,
+    bf16: bool = False,
 ) -> tuple[dict[str, float], np.ndarray]:
     """The metrics of `shpeft.train.metrics` on one split, and its class probabilities."""
     images, labels = split
-    probs = predict(model, prep, images, batch_size, device)
+    probs = predict(model, prep, images, batch_size, device, bf16)
     return classification_metrics(labels, probs), probs
 
 
@@ -129,9 +136,9 @@ def train_epoch(
     total_loss, correct, seen = 0.0, 0, 0
     model.train()
     for index in _progress(permutation.view(steps, -1), steps, f"epoch {epoch}"):
-        batch = torch.from_numpy(images[index.numpy()]).to(device, non_blocking=True)
+        batch = torch.from_numpy(images[to_numpy(index)]).to(device, non_blocking=True)
         target = labels_t[index].to(device, non_blocking=True)
-        with autocast(device):
+        with autocast(device, cfg.uses_bf16(device)):
             logits = model(prep(batch, generator=order))
             loss = loss_fn(logits.float(), target)
         if not torch.isfinite(loss):
@@ -178,7 +185,8 @@ def fit(
         start = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch}
         row |= train_epoch(model, prep, train, state, cfg, device, epoch)
-        val_metrics, _ = evaluate(model, prep, val, 2 * cfg.batch_size, device)
+        bf16 = cfg.uses_bf16(device)
+        val_metrics, _ = evaluate(model, prep, val, 2 * cfg.batch_size, device, bf16)
         row |= {f"val_{k}": v for k, v in val_metrics.items()}
         row |= {"lr": state.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
         state.record(row, val_metrics, cfg.select)

@@ -23,6 +23,7 @@ from torch import nn
 
 from shpeft.fileio import atomic_path
 from shpeft.train.config import SelectMetric
+from shpeft.train.devices import to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _rng_state(order: torch.Generator) -> dict[str, Any]:
 def _set_rng_state(state: dict[str, Any], order: torch.Generator) -> None:
     random.setstate(state["python"])
     numpy_state = state["numpy"]
-    numpy_state["state"]["key"] = numpy_state["state"]["key"].numpy().astype(np.uint32)
+    numpy_state["state"]["key"] = to_numpy(numpy_state["state"]["key"]).astype(np.uint32)
     np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
     order.set_state(state["order"])

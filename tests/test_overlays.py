@@ -1,0 +1,78 @@
+"""The overlays in config/: each layers over params.yaml and over any other, and the example
+overlays for your own data prepare and plan as they are."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from helpers import image_folder
+from shpeft import dag
+from shpeft.params import load
+from shpeft.steps import run_job
+
+OVERLAYS = sorted(p.relative_to(ROOT) for p in (ROOT / "config").rglob("*.yaml"))
+BIN = str(Path(sys.executable).parent)
+
+
+def test_there_are_overlays_and_examples():
+    names = {str(p) for p in OVERLAYS}
+    assert {"config/examples/csv.yaml", "config/examples/imagefolder.yaml"} <= names
+    assert "config/vit-b16-in21k.yaml" in names
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    list(itertools.permutations(OVERLAYS, 2)),
+    ids=[f"{a.stem}+{b.stem}" for a, b in itertools.permutations(OVERLAYS, 2)],
+)
+def test_every_overlay_layers_over_any_other(first, second):
+    params = load([ROOT / "params.yaml", ROOT / first, ROOT / second])
+    assert dag.targets(params)  # validated, and the DAG plans
+
+
+def test_the_paper_overlay_names_no_dataset_and_runs_three_seeds():
+    text = (ROOT / "config" / "vit-b16-in21k.yaml").read_text()
+    params = load([ROOT / "params.yaml", ROOT / "config" / "vit-b16-in21k.yaml"])
+    assert "datasets" not in text.split("sweeps:")[0] and len(params.seeds) >= 3
+    assert all(len(getattr(params.sweeps, s).seeds) >= 3 for s in ("budget", "rho"))
+
+
+def _csv_data(root: Path) -> None:
+    folder = image_folder(root / "data" / "my-csv", per_class=8, modes=("L", "RGB"))
+    rows = [f"{c}/{i}.png,{c}" for c in ("a", "b") for i in range(8)]
+    (folder / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+
+
+def _folder_data(root: Path) -> None:
+    image_folder(root / "data" / "my-folder", per_class=8, modes=("L", "RGB"))
+
+
+@pytest.mark.parametrize(
+    ("example", "dataset", "make"),
+    [("csv", "my-csv", _csv_data), ("imagefolder", "my-folder", _folder_data)],
+)
+def test_an_example_overlay_prepares_and_plans(project, example, dataset, make):
+    """As a user would: data where the example says, the overlay copied as it is."""
+    make(project)
+    shutil.copytree(ROOT / "config", project / "config")
+    overlay = project / "config" / "examples" / f"{example}.yaml"
+    for layers in ([overlay], [overlay, project / "config" / "vit-b16-in21k.yaml"]):
+        params = load([project / "params.yaml", *layers])
+        assert params.grid.datasets == [dataset]
+        run_job(params, "prepare", dataset=dataset)
+        plan = subprocess.run(
+            [f"{BIN}/snakemake", "--dry-run", "--cores", "1", "--configfile", *map(str, layers)],
+            capture_output=True,
+            text=True,
+        )
+        assert plan.returncode == 0, plan.stdout[-2000:] + plan.stderr[-2000:]
+        assert (
+            "shpeft sweep-finetune --sweep budget --value" in plan.stdout or "sweep" in plan.stdout
+        )
