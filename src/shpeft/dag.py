@@ -163,9 +163,7 @@ METHODS = Domain(lambda p, w: p.grid.methods)
 SEEDS = Domain(lambda p, w: p.seeds, ("seeds",))
 VARIANTS = Domain(lambda p, w: list(p.masks), ("masks",))
 SWEEPS = Domain(lambda p, w: list(p.sweeps.active()))
-SWEEP_VALUES = Domain(
-    lambda p, w: getattr(p.sweeps, w["sweep"]).values, ("sweeps.{sweep}.values",)
-)
+SWEEP_VALUES = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).values, ("sweeps.{sweep}.values",))
 SWEEP_DATASETS = Domain(
     lambda p, w: p.sweep_datasets(w["sweep"]), ("sweeps.{sweep}.datasets", "grid.datasets")
 )
