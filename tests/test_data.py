@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import MEDMNIST, needs_medmnist
-from helpers import dataset, image_folder
+from helpers import dataset, image_folder, png
 from shpeft.data.prepared import PreparedDataset
+from shpeft.errors import ShpeftError
 from shpeft.fileio import sha256_file
 from shpeft.steps.prepare import prepare as prepare_step
 
@@ -168,3 +169,63 @@ def test_manifest_is_json_with_counts(in_tmp):
     manifest = json.loads((in_tmp / "s" / "manifest.json").read_text())
     assert manifest["class_names"] == ["nevus", "melanoma", "keratosis"]
     assert manifest["image_shape"] == [16, 16, 3]
+
+
+def _patients(root, per_class=10, images=3):
+    """Class folders of images named `P<patient>_<i>.png`, several images per patient."""
+    for c, name in enumerate(("benign", "malignant")):
+        for patient in range(per_class):
+            for i in range(images):
+                png(root / name / f"P{c}{patient:02d}_{i}.png", value=40 + 100 * c + i)
+    return root
+
+
+def _groups_per_split(out, pattern):
+    import re
+
+    data = PreparedDataset.load(out)
+    files = [f for f in data.manifest["source_files"] if f.endswith(".png")]  # image order
+    patients = np.array([re.search(pattern, f)[1] for f in files])
+    return {p: set(data.split[patients == p].tolist()) for p in np.unique(patients)}, data
+
+
+def test_a_drawn_split_keeps_each_patient_in_one_split(in_tmp):
+    root = _patients(in_tmp / "imgs")
+    pattern = r"(P\d+)_"
+    entry = {"source": "imagefolder", "root": str(root), "image_size": 16, "group_pattern": pattern}
+    manifest = prepare("p", {**entry, "val_fraction": 0.2, "test_fraction": 0.2}, in_tmp / "out")
+    splits, data = _groups_per_split(in_tmp / "out", pattern)
+    assert all(len(found) == 1 for found in splits.values())  # no patient crosses splits
+    assert manifest["grouping"] == f"pattern {pattern}"
+    assert sum(manifest["groups_per_split"].values()) == 20
+    assert min(manifest["groups_per_split"].values()) >= 2
+    assert manifest["split_origin"].startswith("stratified by group (pattern")
+    assert all(
+        min(c.values()) >= 1 for c in manifest["counts"].values()
+    )  # every class, every split
+
+
+def test_a_csv_group_column_and_its_mistakes(in_tmp):
+    root = _patients(in_tmp / "imgs")
+    files = sorted(p.relative_to(root) for p in root.rglob("*.png"))
+    rows = [f"{f},{f.parent},{f.name.split('_')[0]}" for f in files]
+    (root / "labels.csv").write_text("path,label,patient\n" + "\n".join(rows) + "\n")
+    entry = {"source": "csv", "root": str(root), "image_size": 16, "group_column": "patient"}
+    manifest = prepare("c", entry, in_tmp / "out")
+    assert manifest["grouping"] == "column patient"
+    splits, _ = _groups_per_split(in_tmp / "out", r"(P\d+)_")
+    assert all(len(found) == 1 for found in splits.values())
+    with pytest.raises(ShpeftError, match=r"labels\.csv: no column 'subject'"):
+        prepare("c", {**entry, "group_column": "subject"}, in_tmp / "out2")
+    folder = {"source": "imagefolder", "root": str(root), "image_size": 16}
+    with pytest.raises(ShpeftError, match=r"group_pattern '\(Q\\\\d\+\)' names no group in"):
+        prepare("f", {**folder, "group_pattern": r"(Q\d+)"}, in_tmp / "out3")
+
+
+def test_an_official_split_that_crosses_a_patient_is_refused(in_tmp):
+    root = in_tmp / "imgs"
+    for split in ("train", "val", "test"):
+        _patients(root / split, per_class=2, images=1)
+    entry = {"source": "imagefolder", "root": str(root), "image_size": 16}
+    with pytest.raises(ShpeftError, match=r"group 'P000' \(pattern .*\) is in test and train"):
+        prepare("o", {**entry, "group_pattern": r"(P\d+)_"}, in_tmp / "out")

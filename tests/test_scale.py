@@ -73,7 +73,7 @@ def test_slurm_profile_plans_every_job_without_sbatch(project):
         gpu = rule[1] in gpu_rules()
         assert resources.get("gpu") == ("1" if gpu else None), block
         assert resources["slurm_partition"] == ("gpu" if gpu else "cpu"), block
-        step = {"backbone": "backbone", "score": "score"}.get(rule[1], "finetune" if gpu else None)
+        step = dag.STEPS[rule[1]].resources
         asked = getattr(params.resources, step) if step else None
         runtime, mem_mb = (asked.runtime, asked.mem_mb) if asked else (30, 4000)
         assert resources["runtime"] == str(runtime), block  # params, else the profile
@@ -82,17 +82,18 @@ def test_slurm_profile_plans_every_job_without_sbatch(project):
 
 def test_results_round_trip_a_dvc_remote(project, tmp_path):
     use_tiny_params(project)
-    sh("dvc", "repro", "prepare")
+    stages = [f"prepare-{d}" for d in ("tiny_us", "tiny_derm")]
+    sh("dvc", "repro", *stages)
     outputs = sorted(p for p in (project / "results" / "data").rglob("*") if p.is_file())
     assert len(outputs) == 2 * 4  # images, labels, split, manifest per dataset
     saved = tmp_path / "saved"
     shutil.copytree(project / "results", saved)
     sh("dvc", "remote", "add", "-d", "store", str(tmp_path / "remote"))
-    sh("dvc", "push", "prepare")
+    sh("dvc", "push", *stages)
     shutil.rmtree(project / "results" / "data")
     shutil.rmtree(project / ".dvc" / "cache")
-    sh("dvc", "pull", "prepare")
+    sh("dvc", "pull", *stages)
     for path in outputs:
         assert filecmp.cmp(path, saved / path.relative_to(project / "results"), shallow=False)
-    status = sh("dvc", "status", *(f"prepare@{d}" for d in ("tiny_us", "tiny_derm"))).stdout
+    status = sh("dvc", "status", *stages).stdout
     assert "up to date" in status, status

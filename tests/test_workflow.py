@@ -144,6 +144,51 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     assert "No sweep ran" in (project / "results" / "report" / "REPORT.md").read_text()
 
 
+CSV_STUDY = """
+grid: {datasets: [tiny_csv], methods: [linear]}
+datasets:
+  tiny_csv: {source: csv, root: data/tiny_csv, manifest: labels.csv, image_size: 16}
+masks: {hybrid: {budget: 0.002}}
+sweeps: {budget: {values: []}, rho: {values: []}}
+"""
+
+
+def _csv_dataset(root: Path) -> Path:
+    """Three classes of tiny images listed in a CSV manifest, each split holding each class."""
+    root.mkdir(parents=True)
+    rows = ["path,label,split"]
+    for c, label in enumerate(("a", "b", "c")):
+        for i, split in enumerate(["train"] * 6 + ["val"] * 2 + ["test"] * 2):
+            Image.new("L", (16, 16), 40 + 80 * c + i).save(root / f"{label}{i}.png")
+            rows.append(f"{label}{i}.png,{label},{split}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
+def test_an_edited_label_reruns_prepare_and_what_follows_in_both_tools(project):
+    manifest = _csv_dataset(project / "data" / "tiny_csv")
+    use_tiny_params(project, CSV_STUDY)
+    snakemake()
+    assert planned_jobs() == {} and "up to date" in sh("dvc", "status").stdout
+    lines = manifest.read_text().splitlines()
+    lines[1] = lines[1].replace(",a,", ",b,")  # one image relabelled
+    manifest.write_text("\n".join(lines) + "\n")
+    variants = list(load([project / "params.yaml"]).masks)
+    downstream = {"score": 1, "mask": len(variants), "finetune": 1, "aggregate": 1}
+    assert planned_jobs() == {"prepare": 1, **downstream, "figures": 1, "report": 1, "all": 1}
+    ran = sh("dvc", "repro").stdout  # for real: a dry run cannot know what prepare will change
+    stages = set(re.findall(r"Running stage '([^']+)'", ran))
+    assert stages == {
+        "prepare-tiny_csv",
+        "score@tiny_csv",
+        *(f"mask@tiny_csv-{variant}" for variant in variants),
+        "finetune-linear@tiny_csv-0",
+        "aggregate",
+        "figures",
+        "report",
+    }
+
+
 def test_dvc_repro_runs_the_pipeline(project):
     use_tiny_params(project)
     sh("dvc", "repro")
@@ -235,7 +280,7 @@ def test_a_stale_dvc_yaml_stops_dvc_repro(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["grid"]["methods"] = params["grid"]["methods"][:2]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = sh("dvc", "repro", "prepare@xray", check=False)
+    result = sh("dvc", "repro", "prepare-xray", check=False)
     assert result.returncode != 0
     assert "dvc.yaml: does not match what params.yaml generates" in result.stdout + result.stderr
     assert not (project / "results" / "data" / "xray").exists()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shpeft import paths
 from shpeft.config import NAME_PATTERN
+from shpeft.data.registry import raw_inputs
 from shpeft.sweeps import AXES
 
 if TYPE_CHECKING:
@@ -41,11 +42,14 @@ class Domain:
 @dataclass(frozen=True)
 class Inputs:
     """Files a job reads. `each` are the job's own; `gathered` are collected over other jobs,
-    which DVC depends on through the folder (`root`) that holds them, or one by one if None."""
+    which DVC depends on through the folder (`root`) that holds them, or one by one if None.
+    The folders under a `trees` key stand for every file inside them: Snakemake gets the files
+    (its triggers compare files), DVC the folder (it hashes what is inside)."""
 
     each: Callable[[Params, Job], dict[str, Path | list[Path]]] = lambda p, j: {}
     gathered: Callable[[Params, Job], dict[str, list[Path]]] = lambda p, j: {}
     roots: dict[str, Path | None] = field(default_factory=dict)
+    trees: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,13 @@ class Job:
     def inputs(self, params: Params) -> dict[str, Path | list[Path]]:
         return {**self.step.inputs.each(params, self), **self.step.inputs.gathered(params, self)}
 
+    def input_files(self, params: Params) -> dict[str, Path | list[Path]]:
+        """`inputs`, with the folders of `trees` keys replaced by every file inside them."""
+        found = self.inputs(params)
+        for key in self.step.inputs.trees:
+            found[key] = [f for path in found[key] for f in files_under(Path(path))]
+        return found
+
     @property
     def log(self) -> Path:
         return paths.log_file(self.step.name, *self.wildcards.values())
@@ -116,6 +127,17 @@ class Job:
         Snakemake compares and DVC tracks (placeholders such as `${item.dataset}` are kept)."""
         found = dict.fromkeys([*self.reads(params).values(), *self.step.selects])
         return [p for p in found if "${" in p or p == "*" or params.raw_at(p) is not None]
+
+
+def files_under(path: Path) -> list[Path]:
+    """Every file below a folder, hidden ones aside (a file stands for itself)."""
+    if not path.is_dir():
+        return [path]
+    return sorted(
+        f
+        for f in path.rglob("*")
+        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
+    )
 
 
 def is_directory(path: Path | str) -> bool:
@@ -176,6 +198,12 @@ def method_inputs(params: Params, dataset: str, method: str) -> dict[str, Path]:
     return {"mask": paths.mask_file(dataset, variant)} if variant is not None else {}
 
 
+def _raw(params: Params, dataset: str) -> list[Path]:
+    """The raw files and folders a dataset is read from, those that exist: one that does not is
+    no input, so that its prepare job runs and stops naming it (and the others go on)."""
+    return [path for path in raw_inputs(params.datasets[dataset]) if path.exists()]
+
+
 def _grid_runs(params: Params, job: Job) -> dict[str, list[Path]]:
     return {"runs": [o for j in jobs(params, FINETUNE) for o in j.outputs.values()]}
 
@@ -229,9 +257,13 @@ STEPS: dict[str, Step] = {
         Step(
             "prepare",
             "prepare one dataset",
-            over={"dataset": DATASETS},
+            # One DVC stage per dataset: each has its own raw files as deps.
+            over={"dataset": Domain(lambda p, w: p.grid.datasets)},
             outputs=lambda j: {"data": paths.data_dir(j["dataset"])},
+            inputs=Inputs(each=lambda p, j: {"raw": _raw(p, j["dataset"])}, trees=("raw",)),
             reads={"dataset_config": "datasets.{dataset}"},
+            resources="prepare",
+            threads=4,
         ),
         Step(
             "backbone",

@@ -1,12 +1,12 @@
 """`dvc.yaml`, generated from the DAG (`shpeft.dag`) and `params.yaml`: `make dvc-yaml`.
 
 Each step becomes one DVC stage, or one per value of a wildcard DVC cannot iterate from the
-params (a method: each has its own mask as a dep; a sweep: each has its own params). The other
-wildcards become DVC `matrix` axes over the params lists they come from (`${grid.datasets}`,
-`${seeds}`), so changing the datasets or seeds in `params.yaml` needs no regeneration; changing
-`grid.methods`, a method's `mask`, which sweeps have values, or stating a key `params.yaml` left
-to its default does (an axis over a default is written out: DVC interpolates only what the file
-states). Inputs collected over other
+params (a dataset to prepare: each has its own raw files as deps; a method: its own mask; a
+sweep: its own params). The other wildcards become DVC `matrix` axes over the params lists they
+come from (`${grid.datasets}`, `${seeds}`), so changing the seeds in `params.yaml` needs no
+regeneration; changing the grid, a method's `mask`, which sweeps have values, or stating a key
+`params.yaml` left to its default does (an axis over a default is written out: DVC interpolates
+only what the file states). Inputs collected over other
 jobs are DVC deps through the folder that holds them. A stage declares the params keys its step
 reads that `params.yaml` states (DVC refuses a declared key that is absent).
 

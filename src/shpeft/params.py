@@ -66,6 +66,8 @@ class JobResources(Section):
 class Resources(Section):
     """Cluster requests of the heavy steps (profiles/slurm; local runs ignore them)."""
 
+    prepare: JobResources = JobResources(runtime=60, mem_mb=16000)
+    """Each prepare job (it decodes the whole dataset, with 4 threads)."""
     backbone: JobResources = JobResources(runtime=240, mem_mb=32000)
     """The backbone step (pretraining or downloading)."""
     score: JobResources = JobResources(runtime=60, mem_mb=16000)

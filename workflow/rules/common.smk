@@ -46,7 +46,7 @@ def job_of(step, wildcards):
 
 def step_inputs(step):
     def inputs(wildcards):
-        found = job_of(step, wildcards).inputs(PARAMS)
+        found = job_of(step, wildcards).input_files(PARAMS)
         return {
             k: [str(p) for p in v] if isinstance(v, list) else str(v)
             for k, v in found.items()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
+import numpy as np
 from pydantic import Field
 
-from shpeft.data.files import collect, inside_root
+from shpeft.data.files import collect, inside_root, pattern_groups
 from shpeft.data.registry import (
     SPLITS,
     UNASSIGNED,
-    DatasetConfig,
+    GroupedConfig,
     RawDataset,
     register_source,
     resolve_root,
@@ -18,8 +20,12 @@ from shpeft.data.registry import (
 from shpeft.errors import ShpeftError
 
 
-class CsvConfig(DatasetConfig):
+class CsvConfig(GroupedConfig):
     """A CSV manifest of image paths and labels."""
+
+    group_column: str | None = None
+    """A column naming each image's patient or lesion: a drawn split keeps each group in one
+    split (instead of `group_pattern`)."""
 
     root: str = Field(min_length=1)
     """The folder the manifest's paths are relative to."""
@@ -27,7 +33,13 @@ class CsvConfig(DatasetConfig):
     """The manifest file, relative to `root` (or absolute), with columns path,label[,split]."""
 
 
-@register_source("csv", CsvConfig)
+def _read(cfg: CsvConfig) -> list[Path]:
+    """The image root, and the manifest where it lies outside it."""
+    root, manifest = Path(cfg.root), Path(cfg.root) / cfg.manifest
+    return [root] if manifest.resolve().is_relative_to(root.resolve()) else [root, manifest]
+
+
+@register_source("csv", CsvConfig, raw_inputs=_read)
 def load_csv(cfg: CsvConfig) -> RawDataset:
     """A CSV manifest of `path,label[,split]` rows, paths relative to `root`."""
     root = resolve_root(cfg.root, "csv.root")
@@ -54,4 +66,19 @@ def load_csv(cfg: CsvConfig) -> RawDataset:
         path = inside_root(root, row["path"], f"{manifest}:{line}")
         index = SPLITS.index(split) if split else UNASSIGNED
         entries.append((path, class_names.index(row["label"]), index))
-    return collect(root, entries, class_names, cfg.image_size, extra_files=[manifest])
+    groups = None
+    if cfg.group_column:
+        if cfg.group_column not in rows[0][1]:
+            raise ShpeftError(f"{manifest}: no column '{cfg.group_column}' (csv.group_column)")
+        values = [(row[cfg.group_column] or "").strip() for _, row in rows]
+        empty = [line for (line, _), value in zip(rows, values, strict=True) if not value]
+        if empty:
+            raise ShpeftError(f"{manifest}:{empty[0]}: no {cfg.group_column} for this image")
+        groups = np.array(values), f"column {cfg.group_column}"
+    elif cfg.group_pattern:
+        paths = [path for path, _, _ in entries]
+        groups = (
+            pattern_groups(paths, root, cfg.group_pattern, str(manifest)),
+            f"pattern {cfg.group_pattern}",
+        )
+    return collect(root, entries, class_names, cfg.image_size, [manifest], groups)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shpeft.data.files import collect
+from shpeft.data.files import collect, pattern_groups
 from shpeft.data.images import EXTENSIONS
 from shpeft.data.registry import (
     SPLITS,
     UNASSIGNED,
-    DatasetConfig,
+    GroupedConfig,
     RawDataset,
     register_source,
     resolve_root,
@@ -19,7 +19,7 @@ from shpeft.data.registry import (
 from shpeft.errors import ShpeftError
 
 
-class ImageFolderConfig(DatasetConfig):
+class ImageFolderConfig(GroupedConfig):
     """A folder of class subfolders."""
 
     root: str = Field(min_length=1)
@@ -41,7 +41,7 @@ def _images_in(folder: Path) -> list[Path]:
     return files
 
 
-@register_source("imagefolder", ImageFolderConfig)
+@register_source("imagefolder", ImageFolderConfig, raw_inputs=lambda cfg: [Path(cfg.root)])
 def load_imagefolder(cfg: ImageFolderConfig) -> RawDataset:
     """Images in `root/<class>/`, or in `root/{train,val,test}/<class>/` for an official split."""
     root = resolve_root(cfg.root, "imagefolder.root")
@@ -61,4 +61,11 @@ def load_imagefolder(cfg: ImageFolderConfig) -> RawDataset:
         for class_dir in _class_dirs(folder)
         for path in _images_in(class_dir)
     ]
-    return collect(root, entries, class_names, cfg.image_size)
+    groups = None
+    if cfg.group_pattern:
+        paths = [path for path, _, _ in entries]
+        groups = (
+            pattern_groups(paths, root, cfg.group_pattern, str(root)),
+            f"pattern {cfg.group_pattern}",
+        )
+    return collect(root, entries, class_names, cfg.image_size, groups=groups)

@@ -89,7 +89,13 @@ def _brief(exc: Exception) -> str:
     return f"{type(exc).__name__}: {ascii(lines[0] if lines else '')[1:-1][:160]}"
 
 
-@register_source("medmnist", MedMNISTConfig)
+def _read(cfg: MedMNISTConfig) -> list[Path]:
+    """The npz file; none where the step fetches it (`download: true`), since it may not exist
+    when the DAG is planned."""
+    return [] if cfg.download else [Path(cfg.root) / npz_name(cfg.name, cfg.size)]
+
+
+@register_source("medmnist", MedMNISTConfig, raw_inputs=_read)
 def load_medmnist(cfg: MedMNISTConfig) -> RawDataset:
     """The official MedMNIST npz files, with their official split."""
     root = Path(cfg.root).expanduser()

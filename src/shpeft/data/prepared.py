@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from shpeft.data.registry import SPLITS, RawDataset
-from shpeft.data.splits import counts
+from shpeft.data.splits import counts, group_counts
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, read_json, sha256_file, write_json
 
@@ -40,6 +40,8 @@ def write_prepared(
             "counts": counts(raw),
             "sizes": {s: int(np.sum(raw.split == i)) for i, s in enumerate(SPLITS)},
             "split_origin": raw.split_origin,
+            "grouping": raw.grouping,
+            "groups_per_split": group_counts(raw),
             "source_files": raw.source_files,
             "arrays_sha256": {key: sha256_file(tmp / f"{key}.npy") for key in arrays},
         }

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import Field, create_model
+from pydantic import Field, create_model, field_validator
 
 from shpeft.config import Section
 from shpeft.errors import ShpeftError
@@ -52,9 +53,16 @@ class RawDataset:
     split_origin: str = "official"
     #: The file or folder the data came from, named in messages about its content.
     origin: str = "generated data"
+    #: Per image, the patient or lesion it shows (None: every image its own); a drawn split
+    #: keeps each group in one split.
+    groups: np.ndarray | None = None
+    #: How the groups were read (for the manifest), e.g. "column patient".
+    grouping: str | None = None
 
 
 Loader = Callable[[Any], RawDataset]
+#: The files and folders a source reads, for the DAG: a change there reruns `prepare`.
+RawInputs = Callable[[Any], list[Path]]
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,17 @@ class Source:
     #: The source's config with `source: <name>`, made by `register_source`.
     config_model: type[DatasetConfig]
     load: Loader
+    raw_inputs: RawInputs
 
 
 _SOURCES: dict[str, Source] = {}
 
 
-def register_source(name: str, config_cls: type[DatasetConfig]) -> Callable[[Loader], Loader]:
-    """Register a loader under `name`, the value of `datasets.<id>.source` that selects it."""
+def register_source(
+    name: str, config_cls: type[DatasetConfig], raw_inputs: RawInputs = lambda cfg: []
+) -> Callable[[Loader], Loader]:
+    """Register a loader under `name`, the value of `datasets.<id>.source` that selects it;
+    `raw_inputs` names what it reads (folders stand for every file inside them)."""
 
     def decorator(load: Loader) -> Loader:
         summary = (load.__doc__ or config_cls.__doc__ or name).strip().splitlines()[0]
@@ -79,7 +91,7 @@ def register_source(name: str, config_cls: type[DatasetConfig]) -> Callable[[Loa
             __doc__=f"`source: {name}`: {summary}",
             source=(Literal[name], Field(description=f"`{name}`: {summary}")),
         )
-        _SOURCES[name] = Source(name, model, load)
+        _SOURCES[name] = Source(name, model, load, raw_inputs)
         return load
 
     return decorator
@@ -102,6 +114,31 @@ def config_union() -> Any:
 def load_raw(cfg: DatasetConfig) -> RawDataset:
     """The dataset as its source reads it."""
     return sources()[cfg.source].load(cfg)
+
+
+def raw_inputs(cfg: DatasetConfig) -> list[Path]:
+    """The files and folders the dataset is read from (none for generated data)."""
+    return sources()[cfg.source].raw_inputs(cfg)
+
+
+class GroupedConfig(DatasetConfig):
+    """Keys of the file-based sources, whose images may share a patient or a lesion."""
+
+    group_pattern: str | None = None
+    """A regular expression searched in each image's path (relative to `root`) whose first group
+    names the patient or lesion it shows, e.g. `^(P\\d+)_`: a drawn split keeps each group in
+    one split (and a split of the source's own must not cross one)."""
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                if re.compile(pattern).groups < 1:
+                    raise ValueError("needs a group, (...), naming the patient or lesion")
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc})") from None
+        return pattern
 
 
 def resolve_root(root: str | Path, key: str) -> Path:
