@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from shpeft import paths
 from shpeft.params import Params, load
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "params.tiny.yaml"
 MEDMNIST = ROOT.parent / "shared" / "data" / "medmnist"
+#: Where the tiny params (`experiment: tiny`) put their outputs, relative to the project.
+LAYOUT = paths.layout("tiny")
 PROJECT_FILES = (
     "Snakefile",
     "workflow",

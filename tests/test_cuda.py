@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import layered
-from shpeft import paths
+from conftest import LAYOUT, layered
 from shpeft.runs import RunFolder
 from shpeft.steps import run_job
 
@@ -29,8 +28,8 @@ def test_the_tiny_grid_runs_on_cuda(in_tmp):
     run_job(params, "mask", dataset="tiny_us", variant="hybrid")
     for method in ("full", "linear", "sh-peft"):
         run_job(params, "finetune", dataset="tiny_us", method=method, seed=0)
-        run = RunFolder(paths.run_dir("tiny_us", method, 0))
+        run = RunFolder(LAYOUT.run_dir("tiny_us", method, 0))
         config = run.config()
         assert config["device"] == "cuda" and config["bf16"] is True, method
         assert 0 <= run.metrics()["test"]["accuracy"] <= 1
-    assert RunFolder(paths.run_dir("tiny_us", "sh-peft", 0)).metrics()["trainable_backbone"] > 0
+    assert RunFolder(LAYOUT.run_dir("tiny_us", "sh-peft", 0)).metrics()["trainable_backbone"] > 0

@@ -96,3 +96,29 @@ def test_a_gpu_torch_cannot_use_is_an_error_not_a_quiet_cpu(tmp_path, monkeypatc
     assert resolve_device("cpu").type == "cpu"  # the explicit way to train on the CPU
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert resolve_device("auto").type == "cpu"  # GPUs hidden on purpose
+
+
+def test_scoring_and_pretraining_follow_the_finetune_device_and_determinism(
+    tiny_ready, in_tmp, monkeypatch
+):
+    """They compute on the device too: `device: cpu` must reach them, and `deterministic`."""
+    import torch
+
+    from conftest import layered
+    from shpeft import dag
+    from shpeft.steps import run_job
+    from shpeft.train import devices
+
+    for name in ("backbone", "score"):
+        assert dag.STEPS[name].reads["device"] == "finetune.device"
+        assert dag.STEPS[name].reads["deterministic"] == "finetune.deterministic"
+    asked = []
+    monkeypatch.setattr(devices, "seed_everything", lambda seed, strict: asked.append(strict))
+    monkeypatch.setattr(
+        devices, "resolve_device", lambda name: asked.append(name) or torch.device("cpu")
+    )
+    strict = layered(
+        in_tmp, "backbone: {weights: none}\nfinetune: {device: cpu, deterministic: true}\n"
+    )
+    run_job(strict, "score", dataset="tiny_us")
+    assert asked[:2] == [True, "cpu"]

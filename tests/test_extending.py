@@ -8,8 +8,8 @@ import pytest
 from pydantic import Field
 from torch import nn
 
-from conftest import layered
-from shpeft import dag, paths
+from conftest import LAYOUT, layered
+from shpeft import dag
 from shpeft.data import registry as data_registry
 from shpeft.data.registry import TEST, TRAIN, VAL, DatasetConfig, RawDataset, register_source
 from shpeft.dvc_yaml import stages
@@ -84,12 +84,12 @@ def test_a_method_and_a_source_defined_here_run_through_the_pipeline(registered,
     finetunes = [job.wildcards for job in dag.jobs(params, dag.FINETUNE)]
     assert {"dataset": "boards", "method": "toy", "seed": "0"} in finetunes  # the DAG has it
     stage = stages(params)["finetune-toy"]  # and so has dvc.yaml
-    assert stage["params"] == ["methods.toy", "finetune"]
+    assert stage["params"] == ["methods.toy", "finetune", "experiment"]
 
     run_job(params, "prepare", dataset="boards")
     run_job(params, "backbone")
     run_job(params, "finetune", dataset="boards", method="toy", seed=0)
-    run = RunFolder(paths.run_dir("boards", "toy", 0))
+    run = RunFolder(LAYOUT.run_dir("boards", "toy", 0))
     assert run.metrics()["trainable_backbone"] == 2 * 32  # norm1 of block 1: scale and shift
     assert run.locations() == {(1, "other"): 64}
     assert run.config()["method_config"] == {"kind": "one-norm", "block": 1, **_no_overrides()}

@@ -200,24 +200,25 @@ def _fake_run(world, run_dir, kind: str, options: dict):
     return model.eval()
 
 
-def test_lora_merges_into_a_plain_model_and_vpt_is_refused(world, tmp_path):
+#: The methods whose trained parts fold into the backbone's own weights, as the README lists them.
+FOLDS = {"full", "linear", "bitfit", "ln-tune", "lora", "sh-peft", "spt", "gps", "sparse-random"}
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_merge_folds_what_it_can_and_refuses_the_rest(world, tmp_path, kind):
     from shpeft.export import load_merged, merge_run
 
-    tuned = _fake_run(world, tmp_path / "lora", "lora", {"rank": 2})
-    out = merge_run(
-        tmp_path / "lora", world / "backbone", {"kind": "lora", "rank": 2}, tmp_path / "m.st"
-    )
+    options = CASES[kind][0]
+    tuned = _fake_run(world, tmp_path / kind, kind, options)
+    method_config = {"kind": kind, **options}
+    if kind not in FOLDS:
+        with pytest.raises(ShpeftError, match=f"'{kind}' adds modules that cannot be folded"):
+            merge_run(tmp_path / kind, world / "backbone", method_config, tmp_path / "m.st")
+        return
+    out = merge_run(tmp_path / kind, world / "backbone", method_config, tmp_path / "m.st")
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(load_merged(out)(x), tuned(x), atol=1e-5, rtol=0)
-    _fake_run(world, tmp_path / "vpt", "vpt-shallow", {"length": 3})
-    with pytest.raises(ShpeftError, match="'vpt-shallow' adds modules that cannot be folded"):
-        merge_run(
-            tmp_path / "vpt",
-            world / "backbone",
-            {"kind": "vpt-shallow", "length": 3},
-            tmp_path / "v",
-        )
 
 
 @pytest.mark.parametrize("kind", list(CASES))

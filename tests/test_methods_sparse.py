@@ -7,8 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import layered
-from shpeft import paths
+from conftest import LAYOUT, layered
 from shpeft.cli import main
 from shpeft.data.prepared import PreparedDataset
 from shpeft.errors import ShpeftError
@@ -42,7 +41,7 @@ def masked(in_tmp):
 
 def _train(params, method, seed=0):
     run_job(params, "finetune", dataset="tiny_us", method=method, seed=seed)
-    return RunFolder(paths.run_dir("tiny_us", method, seed)).metrics()
+    return RunFolder(LAYOUT.run_dir("tiny_us", method, seed)).metrics()
 
 
 def _flat_changes(model, backbone_state):
@@ -57,14 +56,14 @@ def _flat_changes(model, backbone_state):
 
 def test_sh_peft_changes_only_mask_entries_and_saves_a_small_delta(masked):
     metrics = _train(masked, "sh-peft")
-    run = paths.run_dir("tiny_us", "sh-peft", 0)
+    run = LAYOUT.run_dir("tiny_us", "sh-peft", 0)
     assert metrics["trainable_backbone"] == K and metrics["trainable_head"] == 32 * 3 + 3
     delta = load_file(run / "delta.safetensors")
     assert sum(v.numel() for k, v in delta.items() if k.endswith(".values")) == K
-    model, _, info = load_run(run, paths.backbone_dir(), masked.methods["sh-peft"])
+    model, _, info = load_run(run, LAYOUT.backbone_dir(), masked.methods["sh-peft"])
     merge(model)
-    backbone = load_file(paths.backbone_dir() / "backbone.safetensors")
-    mask = load_mask(paths.mask_file("tiny_us", "hybrid"), info.sha256)
+    backbone = load_file(LAYOUT.backbone_dir() / "backbone.safetensors")
+    mask = load_mask(LAYOUT.mask_file("tiny_us", "hybrid"), info.sha256)
     changed = _flat_changes(model, backbone)
     for name, positions in changed.items():
         allowed = mask.selection.get(name, np.array([], dtype=np.int64))
@@ -74,9 +73,9 @@ def test_sh_peft_changes_only_mask_entries_and_saves_a_small_delta(masked):
 
 def test_reloaded_and_merged_models_reproduce_the_run(masked, in_tmp):
     _train(masked, "sh-peft")
-    run = paths.run_dir("tiny_us", "sh-peft", 0)
-    model, _, _ = load_run(run, paths.backbone_dir(), masked.methods["sh-peft"])
-    data = PreparedDataset.load(paths.data_dir("tiny_us"))
+    run = LAYOUT.run_dir("tiny_us", "sh-peft", 0)
+    model, _, _ = load_run(run, LAYOUT.backbone_dir(), masked.methods["sh-peft"])
+    data = PreparedDataset.load(LAYOUT.data_dir("tiny_us"))
     images, labels = data.part("test")
     prep = Preprocess(model, AugmentConfig())
     x = prep(torch.from_numpy(images))
@@ -92,9 +91,9 @@ def test_reloaded_and_merged_models_reproduce_the_run(masked, in_tmp):
         torch.testing.assert_close(merged(x), tuned, atol=1e-5, rtol=0)
     # The same through the library call, for a dense method too.
     _train(masked, "linear")
-    linear_run = paths.run_dir("tiny_us", "linear", 0)
-    out = merge_run(linear_run, paths.backbone_dir(), masked.methods["linear"], "lin.st")
-    linear, _, _ = load_run(linear_run, paths.backbone_dir(), masked.methods["linear"])
+    linear_run = LAYOUT.run_dir("tiny_us", "linear", 0)
+    out = merge_run(linear_run, LAYOUT.backbone_dir(), masked.methods["linear"], "lin.st")
+    linear, _, _ = load_run(linear_run, LAYOUT.backbone_dir(), masked.methods["linear"])
     with torch.no_grad():
         torch.testing.assert_close(load_merged(out)(x), linear(x), atol=1e-5, rtol=0)
 
@@ -106,9 +105,9 @@ def test_sparse_random_draws_the_same_budget_by_seed(masked):
     for seed in (0, 1):
         if seed:
             _train(masked, "sparse-random", seed=seed)
-        delta = load_file(paths.run_dir("tiny_us", "sparse-random", seed) / "delta.safetensors")
+        delta = load_file(LAYOUT.run_dir("tiny_us", "sparse-random", seed) / "delta.safetensors")
         positions[seed] = {k: v for k, v in delta.items() if k.endswith(".indices")}
-    hybrid = load_file(paths.mask_file("tiny_us", "hybrid"))
+    hybrid = load_file(LAYOUT.mask_file("tiny_us", "hybrid"))
     assert positions[0].keys() != hybrid.keys() or any(
         not torch.equal(positions[0][f"{k}.indices"], v) for k, v in hybrid.items()
     )
@@ -123,7 +122,7 @@ def test_a_mask_of_another_backbone_is_refused(masked, in_tmp):
     run_job(layered(in_tmp, OVERLAY + "backbone: {pretrain: {seed: 7}}\n"), "backbone")
     with pytest.raises(ShpeftError, match="hybrid.safetensors: made for backbone .* not for this"):
         _train(masked, "sh-peft")
-    assert not paths.run_dir("tiny_us", "sh-peft", 0).exists()
+    assert not LAYOUT.run_dir("tiny_us", "sh-peft", 0).exists()
 
 
 def test_a_missing_mask_is_reported(masked, in_tmp):

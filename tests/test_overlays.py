@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT
 from helpers import image_folder
 from shpeft import dag
+from shpeft.errors import ShpeftError
 from shpeft.params import load
 from shpeft.steps import run_job
 
@@ -39,7 +40,9 @@ def test_every_overlay_layers_over_any_other(first, second):
 
 def test_the_paper_overlay_names_no_dataset_and_runs_three_seeds():
     text = (ROOT / "config" / "vit-b16-in21k.yaml").read_text()
-    params = load([ROOT / "params.yaml", ROOT / "config" / "vit-b16-in21k.yaml"])
+    data = ROOT / "config" / "medmnist-224.yaml"
+    params = load([ROOT / "params.yaml", data, ROOT / "config" / "vit-b16-in21k.yaml"])
+    assert params.experiment == "medmnist-224"  # the data overlay's study, with other weights
     assert "datasets" not in text.split("sweeps:")[0] and len(params.seeds) >= 3
     assert all(len(getattr(params.sweeps, s).seeds) >= 3 for s in ("budget", "rho"))
 
@@ -76,3 +79,22 @@ def test_an_example_overlay_prepares_and_plans(project, example, dataset, make):
         assert (
             "shpeft sweep-finetune --sweep budget --value" in plan.stdout or "sweep" in plan.stdout
         )
+
+
+def test_an_overlay_that_changes_the_demo_must_name_its_own_experiment(in_tmp):
+    """Else its outputs would overwrite the demo's in results/demo/."""
+    weights = ROOT / "config" / "vit-b16-in21k.yaml"
+    with pytest.raises(
+        ShpeftError,
+        match=r"vit-b16-in21k.yaml: key 'experiment': .*backbone.*"
+        r"results/demo/; name an experiment of their own",
+    ):
+        load([ROOT / "params.yaml", weights])
+    (in_tmp / "named.yaml").write_text("experiment: vit-on-demo-data\n")
+    assert load([ROOT / "params.yaml", weights, in_tmp / "named.yaml"]).layout.root == Path(
+        "results/vit-on-demo-data"
+    )
+    (in_tmp / "how.yaml").write_text(
+        "resources: {finetune: {runtime: 30, mem_mb: 9000}}\ntracking: {tries: 2}\n"
+    )
+    assert load([ROOT / "params.yaml", in_tmp / "how.yaml"]).experiment == "demo"

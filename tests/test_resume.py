@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, TINY
+from conftest import LAYOUT, ROOT, TINY
 from shpeft import paths
 from shpeft.cli import main
 from shpeft.fileio import read_json, write_text
@@ -60,7 +60,7 @@ def _shpeft(argv: list[str]) -> list[str]:
 
 
 def test_killed_job_resumes_with_identical_outputs(prepared, in_tmp):
-    run = paths.run_dir("tiny_us", "lora", 0)
+    run = LAYOUT.run_dir("tiny_us", "lora", 0)
     state = paths.checkpoint_file(run)
     assert main([*JOB, *prepared]) == 0
     assert not state.exists(), "a finished job deletes its checkpoint"
@@ -74,7 +74,7 @@ def test_killed_job_resumes_with_identical_outputs(prepared, in_tmp):
     job.wait()
     saved = torch.load(state, weights_only=True)
     assert 1 <= saved["epoch"] < 4
-    assert not run.exists() and not list((in_tmp / "results").rglob("metrics.json"))
+    assert not run.exists() and not list((in_tmp / LAYOUT.root).rglob("metrics.json"))
 
     resumed = subprocess.run(_shpeft([*JOB, *prepared]), capture_output=True, text=True, check=True)
     assert f"resuming after epoch {saved['epoch']}/4" in resumed.stderr
@@ -93,7 +93,7 @@ def test_killed_job_resumes_with_identical_outputs(prepared, in_tmp):
     run_id = read_json(run / "mlflow.json")["run_id"]
     assert run_id == saved["meta"]["mlflow_run_id"], "the resumed job continues its MLflow run"
     client = MlflowClient(tracking_uri())
-    runs = client.search_runs([client.get_experiment_by_name("shpeft").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     history = client.get_metric_history(run_id, "val_accuracy")
     assert {m.step for m in history} == {1, 2, 3, 4}
@@ -107,7 +107,7 @@ def test_killed_job_resumes_with_identical_outputs(prepared, in_tmp):
     ],
 )
 def test_foreign_or_unreadable_state_is_not_resumed(prepared, in_tmp, caplog, write, warning):
-    state = paths.checkpoint_file(paths.run_dir("tiny_us", "lora", 0))
+    state = paths.checkpoint_file(LAYOUT.run_dir("tiny_us", "lora", 0))
     state.parent.mkdir(parents=True)
     write(state)
     (in_tmp / "short.yaml").write_text("finetune: {epochs: 1}\n")
@@ -122,7 +122,7 @@ def test_diverging_run_stops_with_one_line_and_no_outputs(prepared, in_tmp, capl
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "training diverged: loss is nan at epoch" in errors[0]
     assert "lower lr" in errors[0]
-    assert not (in_tmp / "results" / "runs").exists()
+    assert not (in_tmp / LAYOUT.runs_root()).exists()
 
 
 def test_killed_atomic_write_leaves_no_output(tmp_path):
@@ -150,3 +150,13 @@ with atomic_path({str(target)!r}) as tmp:
     live.mkdir()
     write_text(target, "done")
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
+
+
+def test_a_requeued_job_resumes_on_another_node_but_not_on_another_device():
+    from shpeft.steps.finetune import fingerprint
+
+    resolved = {"finetune": {"lr": 0.1}, "device": "cuda", "machine": {"host": "node1"}}
+    other_node = resolved | {"machine": {"host": "node7"}}
+    other_device = resolved | {"device": "cpu"}
+    assert fingerprint(resolved, {}) == fingerprint(other_node, {})
+    assert fingerprint(resolved, {}) != fingerprint(other_device, {})

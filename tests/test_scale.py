@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, use_tiny_params
+from conftest import LAYOUT, ROOT, use_tiny_params
 from shpeft import dag
 
 pytestmark = pytest.mark.slow
@@ -84,16 +84,16 @@ def test_results_round_trip_a_dvc_remote(project, tmp_path):
     use_tiny_params(project)
     stages = [f"prepare-{d}" for d in ("tiny_us", "tiny_derm")]
     sh("dvc", "repro", *stages)
-    outputs = sorted(p for p in (project / "results" / "data").rglob("*") if p.is_file())
+    outputs = sorted(p for p in (project / LAYOUT.root / "data").rglob("*") if p.is_file())
     assert len(outputs) == 2 * 4  # images, labels, split, manifest per dataset
     saved = tmp_path / "saved"
-    shutil.copytree(project / "results", saved)
+    shutil.copytree(project / LAYOUT.root, saved)
     sh("dvc", "remote", "add", "-d", "store", str(tmp_path / "remote"))
     sh("dvc", "push", *stages)
-    shutil.rmtree(project / "results" / "data")
+    shutil.rmtree(project / LAYOUT.root / "data")
     shutil.rmtree(project / ".dvc" / "cache")
     sh("dvc", "pull", *stages)
     for path in outputs:
-        assert filecmp.cmp(path, saved / path.relative_to(project / "results"), shallow=False)
+        assert filecmp.cmp(path, saved / path.relative_to(project / LAYOUT.root), shallow=False)
     status = sh("dvc", "status", *stages).stdout
     assert "up to date" in status, status

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shpeft import paths
+from conftest import LAYOUT
 from shpeft.analysis.stats import StatsConfig, seed_mean_interval
 from shpeft.analysis.sweep_table import sweep_table
 from shpeft.errors import ShpeftError
@@ -69,7 +69,7 @@ def test_sweep_table_from_runs(in_tmp):
     labels = rng.integers(0, 3, 50)
     runs = []
     for value, correct in ((0.001, 30), (0.004, 40)):
-        run = paths.sweep_run_dir("budget", str(value), "tiny_us", 0)
+        run = LAYOUT.sweep_run_dir("budget", str(value), "tiny_us", 0)
         run.mkdir(parents=True)
         predicted = np.where(np.arange(50) < correct, labels, (labels + 1) % 3)
         pd.DataFrame({"label": labels, "predicted": predicted}).to_csv(
@@ -87,6 +87,6 @@ def test_sweep_table_from_runs(in_tmp):
     assert (table["accuracy_low"] < table["accuracy"]).all()
     assert (table["accuracy"] < table["accuracy_high"]).all()
     assert table["accuracy_std"].isna().all()  # one seed: no std, still a table
-    missing = paths.sweep_run_dir("rho", "0.0", "tiny_us", 0)
+    missing = LAYOUT.sweep_run_dir("rho", "0.0", "tiny_us", 0)
     with pytest.raises(ShpeftError, match="rho/points/0.0/tiny_us/seed0/config.json: run output"):
         sweep_table([missing], stats)

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from conftest import layered
-from shpeft import paths
+from conftest import LAYOUT, layered
 from shpeft.runs import RunFolder
 from shpeft.steps import run_job
 from shpeft.tracking import Tracker, TrackingConfig, init_tracking, tracked_run, tracking_uri
@@ -94,7 +93,7 @@ def test_finetune_without_a_reachable_server_writes_outputs(tiny_ready, in_tmp, 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     run_job(params, "finetune", dataset="tiny_us", method="linear", seed=0)
-    run = RunFolder(paths.run_dir("tiny_us", "linear", 0))
+    run = RunFolder(LAYOUT.run_dir("tiny_us", "linear", 0))
     assert run.metrics()["test"]["accuracy"] >= 0 and len(run.predictions()) == 30
     record = run.tracking()
     assert record["run_id"] is None and record["logged"] is False

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from shpeft import paths
+from conftest import LAYOUT
 from shpeft.backbone.model import load_backbone
 from shpeft.runs import RunFolder
 from shpeft.steps import run_job
@@ -18,7 +18,7 @@ from shpeft.train.metrics import classification_metrics
 
 def _run(params, method, seed):
     run_job(params, "finetune", dataset="tiny_us", method=method, seed=seed)
-    return RunFolder(paths.run_dir("tiny_us", method, seed))
+    return RunFolder(LAYOUT.run_dir("tiny_us", method, seed))
 
 
 def test_same_seed_gives_identical_metrics(tiny_ready, in_tmp):
@@ -53,7 +53,7 @@ def test_linear_saves_only_the_head_and_leaves_the_backbone_unchanged(tiny_ready
     run = _run(tiny_ready, "linear", 0)
     trained = load_file(run.file("trained.safetensors"))
     assert set(trained) == {"head.weight", "head.bias"}
-    model, _ = load_backbone(paths.backbone_dir(), num_classes=3)
+    model, _ = load_backbone(LAYOUT.backbone_dir(), num_classes=3)
     frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head")}
     model.load_state_dict(trained, strict=False)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in frozen.items())
@@ -63,7 +63,7 @@ def test_full_saves_every_tensor(tiny_ready):
     run = _run(tiny_ready, "full", 0)
     metrics = run.metrics()
     trained = load_file(run.file("trained.safetensors"))
-    model, info = load_backbone(paths.backbone_dir(), num_classes=3)
+    model, info = load_backbone(LAYOUT.backbone_dir(), num_classes=3)
     assert set(trained) == {n for n, _ in model.named_parameters()}
     assert metrics["trainable_backbone"] == info.num_params
     assert metrics["trainable_fraction"] == 1.0
@@ -110,10 +110,24 @@ def test_tracking_store_and_artifacts_stay_in_the_project(tiny_ready, in_tmp):
     import mlflow
 
     folder = _run(tiny_ready, "linear", 0)
-    experiment = mlflow.get_experiment_by_name("shpeft")
+    experiment = mlflow.get_experiment_by_name("tiny")
     assert experiment.artifact_location == (in_tmp / "mlartifacts").as_uri()
     assert (in_tmp / "mlflow.db").is_file() and not (in_tmp / "mlruns").exists()
     run = mlflow.get_run(folder.tracking()["run_id"])
     assert run.info.run_name == "tiny_us-linear-s0" and run.data.tags["method"] == "linear"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in history] == list(range(1, tiny_ready.finetune.epochs + 1))
+
+
+def test_a_sparse_run_logs_its_mask_configuration(tiny_ready):
+    import mlflow
+
+    run_job(tiny_ready, "score", dataset="tiny_us")
+    run_job(tiny_ready, "mask", dataset="tiny_us", variant="hybrid")
+    folder = _run(tiny_ready, "sh-peft", 0)
+    logged = mlflow.get_run(folder.tracking()["run_id"]).data.params
+    mask = tiny_ready.masks["hybrid"]
+    assert logged["mask.config.rule"] == mask.rule
+    assert float(logged["mask.config.rho"]) == mask.rho
+    assert logged["mask.config.task_specific"] == mask.task_specific
+    assert int(logged["mask.k"]) == folder.config()["mask"]["k"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, use_tiny_params
+from conftest import LAYOUT, ROOT, use_tiny_params
 from shpeft.params import load
 
 pytestmark = pytest.mark.slow
@@ -51,11 +52,11 @@ def planned_jobs(*args: str) -> dict[str, int]:
 def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     use_tiny_params(project)
     snakemake()
-    summary = pd.read_csv("results/tables/summary.csv")
+    summary = pd.read_csv(LAYOUT.table("summary.csv"))
     runs = summary[~summary["seed"].isin(["mean", "std"])]
     assert len(runs) == 6 and set(runs["method"]) == {"full", "linear", "sh-peft"}
-    assert (project / "results/runs/tiny_us/sh-peft/seed0/delta.safetensors").is_file()
-    figures = project / "results" / "figures"
+    assert (project / LAYOUT.run_dir("tiny_us", "sh-peft", 0) / "delta.safetensors").is_file()
+    figures = project / LAYOUT.root / "figures"
     kinds = ("accuracy_by_method", "pareto", "training_curves", "trainable_locations", "hybridity")
     per_dataset = [f"{k}_{d}" for k in ("confusion", "failures") for d in ("tiny_us", "tiny_derm")]
     for name in (*kinds, *per_dataset):
@@ -63,27 +64,27 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
             low, high = image.convert("L").getextrema()
             assert image.width > 200 and low < high, name  # an image, and not a blank one
         assert (figures / f"{name}.pdf").read_bytes().startswith(b"%PDF-"), name
-    tables = project / "results" / "tables"
+    tables = project / LAYOUT.root / "tables"
     latex = (tables / "main.tex").read_text()
     assert latex.count(r"\\") == 1 + 3 and r"\bottomrule" in latex  # header + 3 methods
     assert len(pd.read_csv(tables / "detail.csv")) == 6
-    report = (project / "results" / "report" / "REPORT.md").read_text()
+    report = (project / LAYOUT.root / "report" / "REPORT.md").read_text()
     commit = sh("git", "rev-parse", "HEAD").stdout.strip()
     assert f"git commit: `{commit}`" in report
     for dataset in ("tiny_us", "tiny_derm"):
         manifest = json.loads(
-            (project / "results" / "data" / dataset / "manifest.json").read_text()
+            (project / LAYOUT.root / "data" / dataset / "manifest.json").read_text()
         )
         assert all(digest in report for digest in manifest["arrays_sha256"].values())
     for sweep, values in (("budget", [0.001, 0.004]), ("rho", [0.0, 1.0])):
-        summary_dir = project / "results" / "sweeps" / sweep / "summary"
+        summary_dir = project / LAYOUT.root / "sweeps" / sweep / "summary"
         table = pd.read_csv(summary_dir / "sweep.csv")
         assert list(table["value"]) == values and table["accuracy"].between(0, 1).all()
         assert (summary_dir / "sweep.pdf").read_bytes().startswith(b"%PDF-")
         with Image.open(summary_dir / "sweep.png") as image:
             assert image.convert("L").getextrema()[0] < 255, sweep  # not blank
         assert f"Sweep of `{sweep}`" in report
-    html = (project / "results" / "report" / "report.html").read_text()
+    html = (project / LAYOUT.root / "report" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(list(figures.glob("*.png"))) + 2
     assert (project / "mlflow.db").is_file()
     # The workflow's onsuccess recorded everything in dvc.lock.
@@ -130,18 +131,36 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         *(f"sweep-finetune-rho@{v}-tiny_us-0" for v in (0.0, 1.0)),
         "report",  # it records every param, so it reads them all
     }
-    # One dataset, one method, one seed, no sweep: every table, figure and the report still come.
+    # A second experiment in the same checkout: one dataset, one method, one seed, no sweep. It
+    # gets every table, figure and the report in its own folder and MLflow experiment, and the
+    # first experiment's outputs stay as they were.
+    before = {p: p.read_bytes() for p in (project / LAYOUT.root).rglob("*.csv")}
     (project / "single.yaml").write_text(
+        "experiment: single\n"
         "grid: {datasets: [tiny_us], methods: [sh-peft]}\n"
         "sweeps: {budget: {values: []}, rho: {values: []}}\n"
     )
     snakemake("--configfile", "single.yaml")
-    main = pd.read_csv(tables / "main.csv")
+    single = project / "results" / "single"
+    main = pd.read_csv(single / "tables" / "main.csv")
     assert list(main["method"]) == ["sh-peft"] and main["p vs full"].isna().all()
-    assert pd.read_csv(tables / "comparisons.csv")["reference_note"].notna().all()
+    assert pd.read_csv(single / "tables" / "comparisons.csv")["reference_note"].notna().all()
     for name in (*kinds, "confusion_tiny_us", "failures_tiny_us"):
-        assert (figures / f"{name}.pdf").is_file(), name
-    assert "No sweep ran" in (project / "results" / "report" / "REPORT.md").read_text()
+        assert (single / "figures" / f"{name}.pdf").is_file(), name
+    single_report = (single / "report" / "REPORT.md").read_text()
+    assert "No sweep ran" in single_report
+    assert "params files not committed" in single_report and "`single.yaml`" in single_report
+    assert "Where training ran" in single_report and platform.node() in single_report
+    assert {p: p.read_bytes() for p in (project / LAYOUT.root).rglob("*.csv")} == before
+    assert len(pd.read_csv(tables / "main.csv")) == 3  # the first experiment's table
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    counts = {
+        name: len(client.search_runs([client.get_experiment_by_name(name).experiment_id]))
+        for name in ("tiny", "single")
+    }
+    assert counts == {"tiny": 6 + 4, "single": 1}  # grid and sweep runs; the single run
 
 
 CSV_STUDY = """
@@ -193,10 +212,10 @@ def test_dvc_repro_runs_the_pipeline(project):
     use_tiny_params(project)
     sh("dvc", "repro")
     # Six runs, then a mean and a std row for each of the six dataset x method pairs.
-    assert len(pd.read_csv("results/tables/summary.csv")) == 6 + 2 * 6
+    assert len(pd.read_csv(LAYOUT.table("summary.csv"))) == 6 + 2 * 6
     assert "up to date" in sh("dvc", "status").stdout
-    assert (project / "results" / "metrics.json").is_file()
-    pareto = pd.read_csv("results/tables/pareto.csv")
+    assert (project / LAYOUT.root / "metrics.json").is_file()
+    pareto = pd.read_csv(LAYOUT.table("pareto.csv"))
     assert list(pareto["method"]) == ["full", "linear", "sh-peft"]
     assert pareto.loc[0, "trainable_fraction"] == 1.0 and pareto.loc[1, "trainable_fraction"] == 0
     rendered = json.loads(sh("dvc", "plots", "show", "--json").stdout)["data"]
@@ -215,6 +234,7 @@ def test_snakemake_lint_is_clean(project):
 # keys the rule declares (its `sections` param).
 SNAKEMAKE_JOBS = """
 import json
+import platform
 from pathlib import Path
 from snakemake.api import SnakemakeApi
 from snakemake.settings.types import DAGSettings, OutputSettings, Quietness, ResourceSettings
@@ -239,6 +259,7 @@ with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
 
 DVC_JOBS = """
 import json
+import platform
 from dvc.repo import Repo
 for stage in Repo(".").index.stages:
     print(json.dumps({
@@ -283,7 +304,7 @@ def test_a_stale_dvc_yaml_stops_dvc_repro(project):
     result = sh("dvc", "repro", "prepare-xray", check=False)
     assert result.returncode != 0
     assert "dvc.yaml: does not match what params.yaml generates" in result.stdout + result.stderr
-    assert not (project / "results" / "data" / "xray").exists()
+    assert not (project / "results" / "demo" / "data" / "xray").exists()
 
 
 def test_keep_going_with_broken_datasets(project):
@@ -319,17 +340,18 @@ def test_keep_going_with_broken_datasets(project):
         },
     }
     (project / "broken.yaml").write_text(yaml.safe_dump(overlay))
-    targets = [f"results/data/{name}" for name in overlay["datasets"]]
+    targets = [f"results/demo/data/{name}" for name in overlay["datasets"]]
     result = snakemake("--configfile", "broken.yaml", "--keep-going", *targets, check=False)
     assert result.returncode != 0
-    assert (project / "results" / "data" / "good" / "manifest.json").is_file()
-    logs = project / "results" / "logs" / "prepare"
+    demo = project / "results" / "demo"
+    assert (demo / "data" / "good" / "manifest.json").is_file()
+    logs = demo / "logs" / "prepare"
     expected = {
         "missing": "nowhere/breastmnist.npz: MedMNIST file not found",
         "corrupt": f"{corrupt}: corrupt or truncated image",
     }
     for name, message in expected.items():
-        assert not (project / "results" / "data" / name).exists()
+        assert not (demo / "data" / name).exists()
         log = (logs / f"{name}.log").read_text()
         assert message in log and "Traceback" not in log, log
 

@@ -66,8 +66,9 @@ def cmd_merge(args: argparse.Namespace) -> None:
     from shpeft.export import merge_run
 
     params = load(args)
-    run = paths.run_dir(args.dataset, args.method, args.seed)
-    out = merge_run(run, paths.backbone_dir(), params.at(f"methods.{args.method}"), args.out)
+    run = params.layout.run_dir(args.dataset, args.method, args.seed)
+    method = params.at(f"methods.{args.method}")
+    out = merge_run(run, params.layout.backbone_dir(), method, args.out)
     print(f"merged model written to {out}")
 
 
@@ -77,21 +78,33 @@ def cmd_bench(args: argparse.Namespace) -> None:
     run_bench(args.bench, {k: v for k, v in vars(args).items() if k.startswith("opt_")})
 
 
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from shpeft.fetch import fetch
+
+    for record in fetch(load(args)):
+        print(f"{record['what']}: {record['file']} (sha256 {record['sha256']})")
+
+
 def cmd_tracking_init(args: argparse.Namespace) -> None:
     from shpeft.tracking import init_tracking, tracking_uri
 
-    init_tracking(load(args).tracking.experiment)
+    init_tracking(load(args).experiment)
     print(f"MLflow store ready: {tracking_uri()}")
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
     from shpeft.tracking import tracking_uri
 
-    print(paths.main_table(".md").read_text())
-    print(f"Tables:  {paths.tables_dir()}/  (main: .csv .md .tex; detail, summary, comparisons)")
-    print(f"Figures: {paths.figures_dir()}/")
-    print(f"Report:  {paths.report_dir()}/  (REPORT.md, report.html)")
-    print(f"MLflow:  {tracking_uri()}  (open with: make mlflow-ui)")
+    params = load(args)
+    layout = params.layout
+    table = layout.table(paths.main_table(".md"))
+    if not table.is_file():
+        raise ShpeftError(f"{table}: not made yet (run the pipeline for '{params.experiment}')")
+    print(table.read_text())
+    print(f"Tables:  {layout.tables_dir()}/  (main: .csv .md .tex; detail, summary, comparisons)")
+    print(f"Figures: {layout.figures_dir()}/")
+    print(f"Report:  {layout.report_dir()}/  (REPORT.md, report.html)")
+    print(f"MLflow:  {tracking_uri()}, experiment '{params.experiment}' (make mlflow-ui)")
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
@@ -140,8 +153,9 @@ def parser() -> argparse.ArgumentParser:
     merge.add_argument("--seed", required=True, type=int)
     merge.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
     add_bench_commands(sub.add_parser("bench", help="benchmarks (print a table, write JSON)"), add)
+    add("fetch", cmd_fetch, "download hub weights and datasets, for compute nodes without internet")
     add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
-    add("summary", cmd_summary, "print the summary table and where outputs are", False)
+    add("summary", cmd_summary, "print the summary table and where outputs are")
     add("schema", cmd_schema, "regenerate the params schema and config/README.md", False)
     add("dvc-yaml", cmd_dvc_yaml, "regenerate dvc.yaml from shpeft.dag and params.yaml")
     return main

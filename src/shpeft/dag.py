@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shpeft import paths
 from shpeft.config import NAME_PATTERN
 from shpeft.data.registry import raw_inputs
+from shpeft.paths import Layout
 from shpeft.sweeps import AXES
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Inputs:
 
     each: Callable[[Params, Job], dict[str, Path | list[Path]]] = lambda p, j: {}
     gathered: Callable[[Params, Job], dict[str, list[Path]]] = lambda p, j: {}
-    roots: dict[str, Path | None] = field(default_factory=dict)
+    roots: dict[str, Callable[[Job], Path] | None] = field(default_factory=dict)
     trees: tuple[str, ...] = ()
 
 
@@ -84,10 +84,12 @@ class Step:
 
 @dataclass(frozen=True)
 class Job:
-    """One run of a step: its wildcard values (strings, as they appear in paths)."""
+    """One run of a step: its wildcard values (strings, as they appear in paths), and the
+    experiment's layout its files go in."""
 
     step: Step
     wildcards: dict[str, str]
+    layout: Layout
 
     def __getitem__(self, wildcard: str) -> str:
         return self.wildcards[wildcard]
@@ -108,7 +110,7 @@ class Job:
 
     @property
     def log(self) -> Path:
-        return paths.log_file(self.step.name, *self.wildcards.values())
+        return self.layout.log_file(self.step.name, *self.wildcards.values())
 
     def command(self, log: str | None = None) -> str:
         """`shpeft <step> --<wildcard> <value> ... --log <log>` (the job's log unless given)."""
@@ -155,7 +157,7 @@ def jobs(params: Params, step: Step) -> Iterator[Job]:
             yield from expand(names[1:], {**fixed, names[0]: str(value)})
 
     for wildcards in expand(list(step.over), {}):
-        yield Job(step, wildcards)
+        yield Job(step, wildcards, params.layout)
 
 
 def all_jobs(params: Params) -> Iterator[Job]:
@@ -191,11 +193,15 @@ SWEEP_DATASETS = Domain(
 )
 SWEEP_SEEDS = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).seeds, ("sweeps.{sweep}.seeds",))
 
+#: What the steps that compute on a device (besides training) read of `finetune`: where and how
+#: strictly (`train.devices.Compute`).
+COMPUTE = {"device": "finetune.device", "deterministic": "finetune.deterministic"}
+
 
 def method_inputs(params: Params, dataset: str, method: str) -> dict[str, Path]:
     """Files a method reads besides the data and the backbone: a sparse method's mask."""
     variant = getattr(params.methods[method], "mask", None)
-    return {"mask": paths.mask_file(dataset, variant)} if variant is not None else {}
+    return {"mask": params.layout.mask_file(dataset, variant)} if variant is not None else {}
 
 
 def _raw(params: Params, dataset: str) -> list[Path]:
@@ -208,23 +214,29 @@ def _grid_runs(params: Params, job: Job) -> dict[str, list[Path]]:
     return {"runs": [o for j in jobs(params, FINETUNE) for o in j.outputs.values()]}
 
 
-def _per_dataset(path: Callable[[str], Path], key: str) -> Callable[[Params, Job], dict]:
-    return lambda p, j: {key: [path(d) for d in p.grid.datasets]}
+def _per_dataset(folder: str, key: str) -> Callable[[Params, Job], dict]:
+    """`key`: the `folder` (a `Layout` method) of every dataset of the grid."""
+    return lambda p, j: {key: [getattr(j.layout, folder)(d) for d in p.grid.datasets]}
 
 
 FINETUNE = Step(
     "finetune",
     "train one dataset x method x seed",
     over={"dataset": DATASETS, "method": METHODS, "seed": SEEDS},
-    outputs=lambda j: {"run": paths.run_dir(j["dataset"], j["method"], j["seed"])},
+    outputs=lambda j: {"run": j.layout.run_dir(j["dataset"], j["method"], j["seed"])},
     inputs=Inputs(
         each=lambda p, j: {
-            "data": paths.data_dir(j["dataset"]),
-            "backbone": paths.backbone_dir(),
+            "data": j.layout.data_dir(j["dataset"]),
+            "backbone": j.layout.backbone_dir(),
             **method_inputs(p, j["dataset"], j["method"]),
         }
     ),
-    reads={"method_config": "methods.{method}", "finetune": "finetune", "tracking": "tracking"},
+    reads={
+        "method_config": "methods.{method}",
+        "finetune": "finetune",
+        "tracking": "tracking",
+        "experiment": "experiment",
+    },
     gpu=True,
     resources="finetune",
 )
@@ -233,12 +245,14 @@ SWEEP_FINETUNE = Step(
     "sweep_finetune",
     "train a sweep's method at one value, on one dataset, with one seed",
     over={"sweep": SWEEPS, "value": SWEEP_VALUES, "dataset": SWEEP_DATASETS, "seed": SWEEP_SEEDS},
-    outputs=lambda j: {"run": paths.sweep_run_dir(j["sweep"], j["value"], j["dataset"], j["seed"])},
+    outputs=lambda j: {
+        "run": j.layout.sweep_run_dir(j["sweep"], j["value"], j["dataset"], j["seed"])
+    },
     inputs=Inputs(
         each=lambda p, j: {
-            "data": paths.data_dir(j["dataset"]),
-            "backbone": paths.backbone_dir(),
-            "mask": paths.sweep_mask_file(j["sweep"], j["value"], j["dataset"]),
+            "data": j.layout.data_dir(j["dataset"]),
+            "backbone": j.layout.backbone_dir(),
+            "mask": j.layout.sweep_mask_file(j["sweep"], j["value"], j["dataset"]),
         }
     ),
     reads={
@@ -246,6 +260,7 @@ SWEEP_FINETUNE = Step(
         "method_config": lambda p, j: f"methods.{p.sweep_method(j['sweep'])}",
         "finetune": "finetune",
         "tracking": "tracking",
+        "experiment": "experiment",
     },
     gpu=True,
     resources="finetune",
@@ -259,7 +274,7 @@ STEPS: dict[str, Step] = {
             "prepare one dataset",
             # One DVC stage per dataset: each has its own raw files as deps.
             over={"dataset": Domain(lambda p, w: p.grid.datasets)},
-            outputs=lambda j: {"data": paths.data_dir(j["dataset"])},
+            outputs=lambda j: {"data": j.layout.data_dir(j["dataset"])},
             inputs=Inputs(each=lambda p, j: {"raw": _raw(p, j["dataset"])}, trees=("raw",)),
             reads={"dataset_config": "datasets.{dataset}"},
             resources="prepare",
@@ -269,8 +284,8 @@ STEPS: dict[str, Step] = {
             "backbone",
             "obtain the backbone weights",
             over={},
-            outputs=lambda j: {"backbone": paths.backbone_dir()},
-            reads={"backbone": "backbone"},
+            outputs=lambda j: {"backbone": j.layout.backbone_dir()},
+            reads={"backbone": "backbone", **COMPUTE},
             gpu=True,
             resources="backbone",
             threads=0,
@@ -279,14 +294,14 @@ STEPS: dict[str, Step] = {
             "score",
             "score the importance of every eligible weight for one dataset",
             over={"dataset": DATASETS},
-            outputs=lambda j: {"importance": paths.importance_dir(j["dataset"])},
+            outputs=lambda j: {"importance": j.layout.importance_dir(j["dataset"])},
             inputs=Inputs(
                 each=lambda p, j: {
-                    "data": paths.data_dir(j["dataset"]),
-                    "backbone": paths.backbone_dir(),
+                    "data": j.layout.data_dir(j["dataset"]),
+                    "backbone": j.layout.backbone_dir(),
                 }
             ),
-            reads={"score": "score"},
+            reads={"score": "score", **COMPUTE},
             gpu=True,
             resources="score",
         ),
@@ -295,10 +310,10 @@ STEPS: dict[str, Step] = {
             "build one mask variant for one dataset",
             over={"dataset": DATASETS, "variant": VARIANTS},
             outputs=lambda j: {
-                "mask": paths.mask_file(j["dataset"], j["variant"]),
-                "stats": paths.mask_stats(j["dataset"], j["variant"]),
+                "mask": j.layout.mask_file(j["dataset"], j["variant"]),
+                "stats": j.layout.mask_stats(j["dataset"], j["variant"]),
             },
-            inputs=Inputs(each=lambda p, j: {"importance": paths.importance_dir(j["dataset"])}),
+            inputs=Inputs(each=lambda p, j: {"importance": j.layout.importance_dir(j["dataset"])}),
             reads={"mask": "masks.{variant}"},
         ),
         FINETUNE,
@@ -306,8 +321,8 @@ STEPS: dict[str, Step] = {
             "aggregate",
             "collect the grid's runs into tables and DVC metrics",
             over={},
-            outputs=lambda j: {"tables": paths.tables_dir(), "metrics": paths.metrics_file()},
-            inputs=Inputs(gathered=_grid_runs, roots={"runs": paths.runs_root()}),
+            outputs=lambda j: {"tables": j.layout.tables_dir(), "metrics": j.layout.metrics_file()},
+            inputs=Inputs(gathered=_grid_runs, roots={"runs": lambda j: j.layout.runs_root()}),
             reads={"seeds": "seeds", "stats": "stats"},
             selects=("grid",),
             metrics=("metrics",),
@@ -316,18 +331,18 @@ STEPS: dict[str, Step] = {
             "figures",
             "draw the figures",
             over={},
-            outputs=lambda j: {"figures": paths.figures_dir()},
+            outputs=lambda j: {"figures": j.layout.figures_dir()},
             inputs=Inputs(
-                each=lambda p, j: {"tables": paths.tables_dir()},
+                each=lambda p, j: {"tables": j.layout.tables_dir()},
                 gathered=lambda p, j: {
                     **_grid_runs(p, j),
-                    **_per_dataset(paths.data_dir, "data")(p, j),
-                    "masks": [paths.mask_stats(d, v) for d in p.grid.datasets for v in p.masks],
+                    **_per_dataset("data_dir", "data")(p, j),
+                    "masks": [j.layout.mask_stats(d, v) for d in p.grid.datasets for v in p.masks],
                 },
                 roots={
-                    "runs": paths.runs_root(),
-                    "data": paths.data_root(),
-                    "masks": paths.masks_root(),
+                    "runs": lambda j: j.layout.runs_root(),
+                    "data": lambda j: j.layout.data_root(),
+                    "masks": lambda j: j.layout.masks_root(),
                 },
             ),
             reads={"grid": "grid", "seeds": "seeds"},
@@ -337,10 +352,10 @@ STEPS: dict[str, Step] = {
             "build a sweep's mask at one value for one dataset",
             over={"sweep": SWEEPS, "value": SWEEP_VALUES, "dataset": SWEEP_DATASETS},
             outputs=lambda j: {
-                "mask": paths.sweep_mask_file(j["sweep"], j["value"], j["dataset"]),
-                "stats": paths.sweep_mask_stats(j["sweep"], j["value"], j["dataset"]),
+                "mask": j.layout.sweep_mask_file(j["sweep"], j["value"], j["dataset"]),
+                "stats": j.layout.sweep_mask_stats(j["sweep"], j["value"], j["dataset"]),
             },
-            inputs=Inputs(each=lambda p, j: {"importance": paths.importance_dir(j["dataset"])}),
+            inputs=Inputs(each=lambda p, j: {"importance": j.layout.importance_dir(j["dataset"])}),
             reads={"mask": lambda p, j: f"masks.{p.sweep_variant(j['sweep'])}"},
         ),
         SWEEP_FINETUNE,
@@ -348,7 +363,7 @@ STEPS: dict[str, Step] = {
             "sweep",
             "collect a sweep's runs into its table and figure",
             over={"sweep": SWEEPS},
-            outputs=lambda j: {"summary": paths.sweep_summary_dir(j["sweep"])},
+            outputs=lambda j: {"summary": j.layout.sweep_summary_dir(j["sweep"])},
             inputs=Inputs(
                 gathered=lambda p, j: {
                     "runs": [
@@ -358,7 +373,7 @@ STEPS: dict[str, Step] = {
                         for o in run.outputs.values()
                     ]
                 },
-                roots={"runs": paths.sweep_points_dir("{sweep}")},
+                roots={"runs": lambda j: j.layout.sweep_points_dir(j["sweep"])},
             ),
             reads={"sweep_config": "sweeps.{sweep}", "stats": "stats"},
         ),
@@ -366,24 +381,24 @@ STEPS: dict[str, Step] = {
             "report",
             "write the reproducibility report",
             over={},
-            outputs=lambda j: {"report": paths.report_dir()},
+            outputs=lambda j: {"report": j.layout.report_dir()},
             inputs=Inputs(
                 each=lambda p, j: {
-                    "tables": paths.tables_dir(),
-                    "figures": paths.figures_dir(),
-                    "backbone": paths.backbone_dir(),
+                    "tables": j.layout.tables_dir(),
+                    "figures": j.layout.figures_dir(),
+                    "backbone": j.layout.backbone_dir(),
                 },
                 gathered=lambda p, j: {
-                    "sweeps": [paths.sweep_summary_dir(s) for s in p.sweeps.active()],
-                    **_per_dataset(paths.data_dir, "data")(p, j),
-                    **_per_dataset(paths.importance_dir, "importance")(p, j),
+                    "sweeps": [j.layout.sweep_summary_dir(s) for s in p.sweeps.active()],
+                    **_per_dataset("data_dir", "data")(p, j),
+                    **_per_dataset("importance_dir", "importance")(p, j),
                     **_grid_runs(p, j),
                 },
                 roots={
                     "sweeps": None,
-                    "data": paths.data_root(),
-                    "importance": paths.importance_root(),
-                    "runs": paths.runs_root(),
+                    "data": lambda j: j.layout.data_root(),
+                    "importance": lambda j: j.layout.importance_root(),
+                    "runs": lambda j: j.layout.runs_root(),
                 },
             ),
             reads={"params": "*"},

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model
 from pydantic_core import ErrorDetails
 
+from shpeft import paths
 from shpeft.analysis.stats import StatsConfig
 from shpeft.backbone.config import BackboneConfig
 from shpeft.config import NAME_PATTERN, Name, Section, Unique, deep_merge
@@ -32,6 +33,7 @@ from shpeft.data.registry import DatasetConfig
 from shpeft.errors import ShpeftError
 from shpeft.methods import registry as method_registry
 from shpeft.methods.registry import MethodConfig
+from shpeft.paths import Layout
 from shpeft.selection.importance import ScoreConfig
 from shpeft.selection.masks import MaskConfig
 from shpeft.sweeps import Sweeps
@@ -79,6 +81,9 @@ class Resources(Section):
 class ParamsBase(Section):
     """Every section of `params.yaml`; `datasets` and `methods` are added by `params_model`."""
 
+    experiment: Name = "default"
+    """The experiment: its outputs go under `results/<experiment>/` and its runs into the MLflow
+    experiment of that name, so studies in one checkout keep apart."""
     grid: Grid
     """What runs."""
     datasets: dict[Name, DatasetConfig]
@@ -111,6 +116,11 @@ class ParamsBase(Section):
     def raw(self) -> dict[str, Any]:
         """The merged mapping as the files state it (what Snakemake and DVC compare)."""
         return self._raw
+
+    @property
+    def layout(self) -> Layout:
+        """Where this experiment's files go."""
+        return paths.layout(self.experiment)
 
     @property
     def files(self) -> list[str]:
@@ -260,7 +270,37 @@ def load(files: Sequence[str | Path] = DEFAULT_PARAMS) -> ParamsBase:
     raw: dict[str, Any] = {}
     for _, data in layers:
         raw = deep_merge(raw, data)
-    return validate(raw, layers)
+    params = validate(raw, layers)
+    keep_the_base_experiment(layers, raw)
+    return params
+
+
+def keep_the_base_experiment(layers: Sequence[tuple[str, dict[str, Any]]], raw: dict) -> None:
+    """Overlays that bring other data or another backbone than the first file's experiment must
+    name an experiment of their own: otherwise their study would overwrite that one's (the
+    demo's, for `params.yaml`) in `results/<experiment>/` and its MLflow runs. Narrowing the grid
+    or changing a recipe stays within the experiment."""
+    if len(layers) < 2:
+        return
+    base_file, base = layers[0]
+    name = raw.get("experiment", "default")
+    if name != base.get("experiment", "default"):
+        return
+    base_data = base.get("datasets", {})
+    base_grid = base.get("grid", {}).get("datasets", [])
+    other = [
+        f"datasets.{d}"
+        for d in raw.get("grid", {}).get("datasets", [])
+        if d not in base_grid or raw["datasets"][d] != base_data.get(d)
+    ]
+    if raw.get("backbone") != base.get("backbone"):
+        other.append("backbone")
+    if other:
+        raise ShpeftError(
+            f"{layers[-1][0]}: key 'experiment': the overlays change {', '.join(other)} of "
+            f"{base_file}'s experiment '{name}' and would overwrite its outputs in "
+            f"{paths.layout(name).root}/; name an experiment of their own (experiment: my-study)"
+        )
 
 
 def validate(raw: dict[str, Any], layers: Sequence[tuple[str, dict[str, Any]]] = ()) -> ParamsBase:

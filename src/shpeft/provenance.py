@@ -34,26 +34,32 @@ def versions() -> dict[str, str]:
     }
 
 
-def environment() -> dict[str, Any]:
-    """Machine, accelerator and every installed package's version."""
+def machine() -> dict[str, Any]:
+    """What a job computes on (each run records it: the report reads where training ran from
+    the runs, not from the machine that writes the report)."""
     import torch
 
     from shpeft.train.devices import nvidia_driver
 
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "host": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "gpu": ", ".join(gpus) or "none",
+        "gpu_driver": (nvidia_driver() or "unknown") if gpus else "none",
+        "cuda_build": torch.version.cuda or "none",
+        "torch": torch.__version__,
+    }
+
+
+def environment() -> dict[str, Any]:
+    """Machine, accelerator and every installed package's version."""
     env: dict[str, Any] = {
         "os": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda (torch build)": torch.version.cuda or "none",
-        "gpu": "none",
+        **machine(),
     }
-    if torch.cuda.is_available():
-        env["gpu"] = ", ".join(
-            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-        )
-        env["gpu driver"] = nvidia_driver() or "unknown"
     packages = sorted(
         {(d.metadata["Name"] or "?").lower(): d.version for d in distributions()}.items()
     )

@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,10 +38,9 @@ DEFAULT_EXPERIMENT = "shpeft"
 
 
 class TrackingConfig(Section):
-    """MLflow: where finetune runs are logged, and how hard a job tries to reach the store."""
+    """MLflow: how hard a job tries to reach the store (the runs go into the MLflow experiment
+    named by the params' `experiment`)."""
 
-    experiment: str = Field(DEFAULT_EXPERIMENT, min_length=1)
-    """MLflow experiment of the finetune runs."""
     tries: int = Field(5, ge=1)
     """Tries of each call to the store; once one call fails them all, the store counts as away
     and the job's later calls are skipped, so tracking delays a job by one round at most."""
@@ -91,8 +91,8 @@ def _permanent(exc: Exception) -> bool:
 class Tracker:
     """One MLflow run, logged to through retried calls; `missing` lists what was not logged."""
 
-    def __init__(self, cfg: TrackingConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: TrackingConfig, experiment: str = DEFAULT_EXPERIMENT) -> None:
+        self.cfg, self.experiment = cfg, experiment
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         #: True when an earlier attempt's run (given to `start`) was found and continued.
@@ -155,7 +155,7 @@ class Tracker:
     def _open(self) -> str:
         from mlflow import MlflowClient
 
-        experiment_id = init_tracking(self.cfg.experiment)
+        experiment_id = init_tracking(self.experiment)
         self._client = MlflowClient(tracking_uri())
         return experiment_id
 
@@ -224,10 +224,12 @@ def tracked_run(
     tags: dict[str, Any],
     params: dict[str, Any],
     cfg: TrackingConfig,
+    experiment: str = DEFAULT_EXPERIMENT,
     run_id: str | None = None,
 ) -> Iterator[Tracker]:
-    """Start (or continue `run_id`, an earlier attempt's) run; end it FINISHED or FAILED."""
-    tracker = Tracker(cfg)
+    """Start (or continue `run_id`, an earlier attempt's) run in `experiment`; end it FINISHED or
+    FAILED."""
+    tracker = Tracker(cfg, experiment)
     tracker.start(name, tags, params, run_id)
     status = "FAILED"
     try:
@@ -237,10 +239,14 @@ def tracked_run(
         tracker.end(status)
 
 
+#: Characters MLflow refuses in a param name (one refused name loses the whole batch).
+MLFLOW_UNSAFE = re.compile(r"[^\w\-. :/]")
+
+
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     flat: dict[str, str] = {}
     for key, value in data.items():
-        name = f"{prefix}{key}"
+        name = MLFLOW_UNSAFE.sub("_", f"{prefix}{key}")
         if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{name}."))
         else:

@@ -37,11 +37,11 @@ CONDA_ENV = "../../environment.yml"
 
 def pattern_job(step, form="{{{}}}"):
     """The step's job with each wildcard written as `form` (Snakemake's `{dataset}`)."""
-    return dag.Job(step, {w: form.format(w) for w in step.over})
+    return dag.Job(step, {w: form.format(w) for w in step.over}, PARAMS.layout)
 
 
 def job_of(step, wildcards):
-    return dag.Job(step, {w: wildcards[w] for w in step.over})
+    return dag.Job(step, {w: wildcards[w] for w in step.over}, PARAMS.layout)
 
 
 def step_inputs(step):

@@ -62,12 +62,15 @@ def run_entries(run_dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[st
     rows, methods = [], {}
     for run in map(RunFolder, run_dirs):
         config, metrics = run.config(), run.metrics()
+        where = config.get("machine", {})
         rows.append(
             {
                 "dataset": config["dataset"],
                 "method": config["method"],
                 "seed": config["seed"],
                 "device": config["device"],
+                "gpu": where.get("gpu", "?"),
+                "host": where.get("host", "?"),
                 "train seconds": round(config.get("train_seconds", float("nan")), 1),
                 "selected epoch": metrics["best_epoch"],
             }
@@ -81,6 +84,17 @@ def run_entries(run_dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[st
             },
         )
     return rows, methods
+
+
+def machines(run_dirs: Sequence[Path]) -> str:
+    """Where training ran, as the runs recorded it (not the machine writing the report)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for run in map(RunFolder, run_dirs):
+        where = run.config().get("machine")
+        if where:
+            entry = seen.setdefault(json.dumps(where, sort_keys=True), {**where, "runs": 0})
+            entry["runs"] += 1
+    return table(list(seen.values()))
 
 
 def commands(params_files: Sequence[str], checkout: str) -> list[str]:
@@ -125,6 +139,7 @@ def context(
         "files": params.files,
         "commands": commands(params.files, git["checkout"]),
         "environment": table([{"item": k, "value": v} for k, v in env.items()]),
+        "machines": machines(inputs["runs"]),
         "packages": packages,
         "datasets": [dataset_entry(d) for d in inputs["data"]],
         "augment": compact(params.finetune.augment.model_dump()),
@@ -142,7 +157,7 @@ def context(
         "selection": next(iter(methods.values()))["selection"] if methods else "n/a",
         "level": level_label(params.stats.level),
         "stats": compact(params.stats.model_dump()),
-        "main_table": (Path(inputs["tables"]) / paths.main_table(".md").name).read_text(),
+        "main_table": (Path(inputs["tables"]) / paths.main_table(".md")).read_text(),
         "sweeps": "\n".join(
             paths.sweep_summary_file(s, ".md").read_text() for s in inputs["sweeps"]
         )

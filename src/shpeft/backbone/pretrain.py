@@ -11,11 +11,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from shpeft.data.synthetic_images import KINDS, generate
 from shpeft.train.config import FinetuneConfig
-from shpeft.train.devices import resolve_device
 from shpeft.train.loop import fit
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def pretrain(model: nn.Module, cfg: PretrainConfig) -> dict[str, Any]:
+def pretrain(model: nn.Module, cfg: PretrainConfig, device: torch.device) -> dict[str, Any]:
     """Train `model` (headless on entry and on return) on the source domain; report how it went."""
     classes = KINDS[cfg.kind]
     images, labels = generate(cfg.kind, cfg.n_train + cfg.n_val, cfg.image_size, cfg.seed)
@@ -42,7 +42,7 @@ def pretrain(model: nn.Module, cfg: PretrainConfig) -> dict[str, Any]:
         select="loss",
     )
     started = time.perf_counter()
-    result = fit(model, train, val, fit_cfg, cfg.seed, resolve_device("auto"))
+    result = fit(model, train, val, fit_cfg, cfg.seed, device)
     model.reset_classifier(0)
     model.cpu()
     best = result.history[result.best_epoch - 1]

@@ -7,7 +7,9 @@
   (`shpeft.backbone.pretrain`), so that transfer is meaningful offline;
 - `file:<path>`: a safetensors file or a torch checkpoint, read without executing pickled code.
 
-An origin returns the headless model and a description of where its weights came from.
+An origin receives the config, the argument after `file:` and the job's `Compute` (where
+training runs, for an origin that trains), and returns the headless model and a description of
+where its weights came from.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from safetensors.torch import load_file
 
 from shpeft.errors import ShpeftError
 from shpeft.fileio import sha256_file
-from shpeft.train.devices import to_numpy
+from shpeft.train.devices import AUTO, Compute, to_numpy
 
 if TYPE_CHECKING:
     from shpeft.backbone.config import BackboneConfig
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 HEAD_PREFIXES = ("head.", "fc.", "classifier.")
 
-Origin = Callable[["BackboneConfig", str], tuple[torch.nn.Module, dict[str, Any]]]
+Origin = Callable[["BackboneConfig", str, Compute], tuple[torch.nn.Module, dict[str, Any]]]
 _ORIGINS: dict[str, Origin] = {}
 
 
@@ -84,31 +86,32 @@ def create(cfg: BackboneConfig, num_classes: int = 0, pretrained: bool = False) 
         raise
 
 
-def obtain(cfg: BackboneConfig) -> tuple[torch.nn.Module, dict[str, Any]]:
+def obtain(cfg: BackboneConfig, compute: Compute = AUTO) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The headless model with weights from the configured origin, and a description of it."""
     func, argument = origin(cfg.weights)
-    return func(cfg, argument)
+    return func(cfg, argument, compute)
 
 
 @register_origin("none")
-def _random(cfg: BackboneConfig, _: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+def _random(cfg: BackboneConfig, _: str, __: Compute) -> tuple[torch.nn.Module, dict[str, Any]]:
     torch.manual_seed(cfg.pretrain.seed)
     return create(cfg), {"origin": "random initialisation", "seed": cfg.pretrain.seed}
 
 
 @register_origin("pretrain")
-def _pretrained_here(cfg: BackboneConfig, _: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+def _pretrained_here(
+    cfg: BackboneConfig, _: str, compute: Compute
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     from shpeft.backbone.pretrain import pretrain
-    from shpeft.train.devices import seed_everything
 
-    seed_everything(cfg.pretrain.seed)  # before the model's random initialisation
+    device = compute.start(cfg.pretrain.seed)  # before the model's random initialisation
     model = create(cfg)
-    report = pretrain(model, cfg.pretrain)
+    report = pretrain(model, cfg.pretrain, device)
     return model, {"origin": "embedded pretraining", "pretrain": report}
 
 
 @register_origin("hub")
-def _hub(cfg: BackboneConfig, _: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+def _hub(cfg: BackboneConfig, _: str, __: Compute) -> tuple[torch.nn.Module, dict[str, Any]]:
     model = create(cfg, pretrained=True)
     digest = hash_tensors(model.state_dict())
     if cfg.sha256 and cfg.sha256 != digest:
@@ -117,7 +120,7 @@ def _hub(cfg: BackboneConfig, _: str) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 
 @register_origin("file")
-def _file(cfg: BackboneConfig, argument: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+def _file(cfg: BackboneConfig, argument: str, _: Compute) -> tuple[torch.nn.Module, dict[str, Any]]:
     path = Path(argument).expanduser()
     state = read_state_dict(path)
     digest = sha256_file(path)

@@ -20,12 +20,12 @@ from torch import nn
 
 from shpeft.bench.report import write_report
 from shpeft.fileio import write_json
-from shpeft.train.devices import to_numpy
+from shpeft.train.devices import to_device
 
-#: What each loader variant times, per batch: `gather` fills a reused buffer (page-locked when
-#: CUDA is there, ready for an asynchronous copy) with the batch's images from the memory-mapped
-#: array; `augment-cpu` then augments and resizes on the CPU (what training without a GPU does);
-#: `augment-cuda` copies the buffer to the GPU and augments there (what training with one does).
+#: What each loader variant times, per batch, through the same `to_device` as training: `gather`
+#: takes the batch's images from the memory-mapped array; `augment-cpu` then augments and resizes
+#: on the CPU (what training without a GPU does); `augment-cuda` copies the batch through
+#: page-locked memory to the GPU and augments there (what training with one does).
 LOADER_VARIANTS = ("gather", "augment-cpu", "augment-cuda")
 
 
@@ -72,22 +72,19 @@ def synthetic_images(root: Path, n: int, size: int, seed: int) -> np.ndarray:
 
 
 class _LoaderVariant:
-    """One variant's batch: gather into its buffer, then (unless `prep` is None) preprocess."""
+    """One variant's batch: gather onto the preprocessing's device, then (unless `prep` is None)
+    preprocess."""
 
-    def __init__(
-        self, name: str, images: np.ndarray, prep: nn.Module | None, pin: bool, cfg: LoaderBench
-    ) -> None:
+    def __init__(self, name: str, images: np.ndarray, prep: nn.Module | None, cfg: LoaderBench):
         self.name, self.images, self.prep = name, images, prep
-        shape = (cfg.batch_size, *images.shape[1:])
-        self.buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=pin)
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def batch(self, index: np.ndarray) -> None:
-        np.take(self.images, index, axis=0, out=to_numpy(self.buffer))  # a view of the buffer
+        device = torch.device("cpu") if self.prep is None else self.prep.mean.device
+        batch = to_device(self.images[index], device)
         if self.prep is None:
             return
-        device = self.prep.mean.device
-        self.prep(self.buffer.to(device, non_blocking=True), generator=self.generator)
+        self.prep(batch, generator=self.generator)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -107,11 +104,11 @@ def loader(cfg: LoaderBench, out_dir: str | Path) -> dict[str, Any]:
     if device.type == "cuda":
         preps["augment-cuda"] = Preprocess(model, AugmentConfig()).to(device)
     rng = np.random.default_rng(cfg.seed)
-    rows, pin = [], device.type == "cuda"
+    rows = []
     with tempfile.TemporaryDirectory(prefix="shpeft-bench-") as tmp:
         for stored in cfg.stored_sizes:
             images = synthetic_images(Path(tmp) / f"{stored}px", cfg.images, stored, cfg.seed)
-            variants = [_LoaderVariant(n, images, p, pin, cfg) for n, p in preps.items()]
+            variants = [_LoaderVariant(n, images, p, cfg) for n, p in preps.items()]
             times: dict[str, list[float]] = {v.name: [] for v in variants}
             for step in range(cfg.warmup + cfg.batches):
                 index = rng.choice(cfg.images, cfg.batch_size, replace=False)

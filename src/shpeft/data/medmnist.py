@@ -95,7 +95,17 @@ def _read(cfg: MedMNISTConfig) -> list[Path]:
     return [] if cfg.download else [Path(cfg.root) / npz_name(cfg.name, cfg.size)]
 
 
-@register_source("medmnist", MedMNISTConfig, raw_inputs=_read)
+def _fetch(cfg: MedMNISTConfig) -> list[Path]:
+    """The npz file of `download: true`, downloaded if it is missing."""
+    if not cfg.download:
+        return []
+    path = Path(cfg.root).expanduser() / npz_name(cfg.name, cfg.size)
+    if not path.is_file():
+        _download(cfg.name, cfg.size, path.parent)
+    return [path]
+
+
+@register_source("medmnist", MedMNISTConfig, raw_inputs=_read, fetch=_fetch)
 def load_medmnist(cfg: MedMNISTConfig) -> RawDataset:
     """The official MedMNIST npz files, with their official split."""
     root = Path(cfg.root).expanduser()

@@ -72,16 +72,21 @@ class Source:
     config_model: type[DatasetConfig]
     load: Loader
     raw_inputs: RawInputs
+    fetch: RawInputs
 
 
 _SOURCES: dict[str, Source] = {}
 
 
 def register_source(
-    name: str, config_cls: type[DatasetConfig], raw_inputs: RawInputs = lambda cfg: []
+    name: str,
+    config_cls: type[DatasetConfig],
+    raw_inputs: RawInputs = lambda cfg: [],
+    fetch: RawInputs = lambda cfg: [],
 ) -> Callable[[Loader], Loader]:
     """Register a loader under `name`, the value of `datasets.<id>.source` that selects it;
-    `raw_inputs` names what it reads (folders stand for every file inside them)."""
+    `raw_inputs` names what it reads (folders stand for every file inside them), `fetch`
+    downloads what it would otherwise download itself and returns those files."""
 
     def decorator(load: Loader) -> Loader:
         summary = (load.__doc__ or config_cls.__doc__ or name).strip().splitlines()[0]
@@ -91,7 +96,7 @@ def register_source(
             __doc__=f"`source: {name}`: {summary}",
             source=(Literal[name], Field(description=f"`{name}`: {summary}")),
         )
-        _SOURCES[name] = Source(name, model, load, raw_inputs)
+        _SOURCES[name] = Source(name, model, load, raw_inputs, fetch)
         return load
 
     return decorator
@@ -114,6 +119,11 @@ def config_union() -> Any:
 def load_raw(cfg: DatasetConfig) -> RawDataset:
     """The dataset as its source reads it."""
     return sources()[cfg.source].load(cfg)
+
+
+def fetch_inputs(cfg: DatasetConfig) -> list[Path]:
+    """Download what the dataset's source would fetch itself (`shpeft fetch`); the files."""
+    return sources()[cfg.source].fetch(cfg)
 
 
 def raw_inputs(cfg: DatasetConfig) -> list[Path]:

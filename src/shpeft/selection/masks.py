@@ -178,6 +178,8 @@ class Mask:
     selection: Selection
     #: Eligible tensor names and sizes, in the order flat indices use.
     eligible: dict[str, int]
+    #: The mask variant's settings it was built with (recorded by every run trained on it).
+    config: dict[str, Any]
 
     @property
     def k(self) -> int:
@@ -190,11 +192,18 @@ def write_mask(
     """`<variant>.safetensors` (flat positions per weight tensor, bound to the backbone, with the
     eligible tensors' sizes) and `<variant>.json` (its statistics)."""
     tensors = {name: torch.from_numpy(positions) for name, positions in selection.items()}
-    bound.write(out_file, tensors, stats["backbone_sha256"], eligible=json.dumps(eligible))
+    bound.write(
+        out_file,
+        tensors,
+        stats["backbone_sha256"],
+        eligible=json.dumps(eligible),
+        config=json.dumps(stats["config"]),
+    )
     write_json(paths.stats_of(out_file), stats)
 
 
 def load_mask(path: str | Path, backbone_sha256: str) -> Mask:
     """Read a mask written by `write_mask`, refusing one built for another backbone."""
     with bound.read(path, backbone_sha256, framework="np", what="mask file") as reader:
-        return Mask(reader.all(), json.loads(reader.metadata["eligible"]))
+        metadata = reader.metadata
+        return Mask(reader.all(), json.loads(metadata["eligible"]), json.loads(metadata["config"]))

@@ -17,6 +17,6 @@ if TYPE_CHECKING:
 def run_job(params: Params, step: str, **wildcards: Any) -> Any:
     """Run one job in this process, as its `shpeft <step>` command does."""
     found = dag.STEPS[step]
-    job = dag.Job(found, {name: str(wildcards[name]) for name in found.over})
+    job = dag.Job(found, {name: str(wildcards[name]) for name in found.over}, params.layout)
     sections = {keyword: params.at(path) for keyword, path in job.reads(params).items()}
     return importlib.import_module(found.module).run(job, job.inputs(params), **sections)

@@ -27,10 +27,10 @@ FAILURES_OF = "sh-peft"
 
 def run(job: Job, inputs: dict[str, Any], grid: Grid, seeds: list[int]) -> None:
     tables = Path(inputs["tables"])
-    summary = pd.read_csv(tables / paths.summary_csv().name)
+    summary = pd.read_csv(tables / paths.SUMMARY_CSV)
     runs = summary[~summary["seed"].isin(["mean", "std"])]
-    details = pd.read_csv(tables / paths.detail_table(".csv").name)
-    curves = pd.read_csv(tables / paths.curves_csv().name)
+    details = pd.read_csv(tables / paths.detail_table(".csv"))
+    curves = pd.read_csv(tables / paths.CURVES_CSV)
     data = {Path(d).name: PreparedDataset.load(d) for d in inputs["data"]}
     folders = {tuple(run_key(f).values()): f for f in map(RunFolder, inputs["runs"])}
     failing = FAILURES_OF if FAILURES_OF in grid.methods else grid.methods[0]

@@ -27,11 +27,12 @@ from shpeft.data.prepared import PreparedDataset
 from shpeft.fileio import sha256_file
 from shpeft.methods.locations import locations
 from shpeft.methods.registry import Method, MethodConfig, RunContext, create_method
-from shpeft.provenance import versions
+from shpeft.provenance import machine, versions
 from shpeft.runs import RunFolder, RunRecord, predictions_frame
+from shpeft.selection.masks import load_mask
 from shpeft.tracking import Tracker, TrackingConfig, tracked_run
 from shpeft.train.config import FinetuneConfig
-from shpeft.train.devices import resolve_device, seed_everything
+from shpeft.train.devices import Compute, resolve_device
 from shpeft.train.loop import FitResult, evaluate, fit
 from shpeft.train.preprocess import Preprocess
 from shpeft.train.state import Checkpoint
@@ -45,8 +46,9 @@ def run(
     method_config: MethodConfig,
     finetune: FinetuneConfig,
     tracking: TrackingConfig,
+    experiment: str,
 ) -> dict[str, Any]:
-    return train_run(job, inputs, job["method"], method_config, finetune, tracking)
+    return train_run(job, inputs, job["method"], method_config, finetune, (tracking, experiment))
 
 
 @dataclass
@@ -75,16 +77,20 @@ def train_run(
     method_name: str,
     method_config: MethodConfig,
     finetune: FinetuneConfig,
-    tracking: TrackingConfig,
+    tracking: tuple[TrackingConfig, str],
     point: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train one run and write its folder atomically; return its metrics. A sweep point's run
-    records its `point` (`{"sweep": ..., "value": ...}`) in its config."""
+    """Train one run and write its folder atomically; return its metrics. `tracking` is the
+    MLflow settings and experiment; a sweep point's run records its `point`
+    (`{"sweep": ..., "value": ...}`) in its config."""
     setup = resolve(job, inputs, method_name, method_config, finetune, point)
     out = job.outputs["run"]
     checkpoint = Checkpoint.load(paths.checkpoint_file(out), fingerprint(setup.resolved, inputs))
     resumed_run = checkpoint.meta.get("mlflow_run_id")
-    with tracked_run(setup.name, setup.tags, setup.resolved, tracking, resumed_run) as tracker:
+    settings, experiment = tracking
+    with tracked_run(
+        setup.name, setup.tags, setup.resolved, settings, experiment, resumed_run
+    ) as tracker:
         result, seconds = train(setup, int(job["seed"]), checkpoint, tracker)
         setup.resolved["train_seconds"] = seconds
         metrics = write(out, setup, result, tracker)
@@ -105,8 +111,7 @@ def resolve(
     dataset, seed = job["dataset"], int(job["seed"])
     cfg = merged(finetune, method_config.finetune)
     method = create_method(method_config)
-    seed_everything(seed, cfg.deterministic)  # before any random initialisation
-    device = resolve_device(cfg.device)
+    device = Compute(cfg.device, cfg.deterministic).start(seed)  # before any initialisation
     data = PreparedDataset.load(inputs["data"])
     model, backbone = load_backbone(inputs["backbone"], data.num_classes)
     extra = {k: v for k, v in inputs.items() if k not in ("data", "backbone")}
@@ -128,6 +133,8 @@ def resolve(
         "versions": versions(),
         "selection": f"best validation {cfg.select}; test scored once with that checkpoint",
         **({"sweep_point": point} if point else {}),
+        **({"mask": mask_record(extra["mask"], backbone.sha256)} if "mask" in extra else {}),
+        "machine": machine(),
     }
     label = f"{point['sweep']}={point['value']}" if point else None
     tags = {"dataset": dataset, "method": method_name, "seed": seed, "sweep": label}
@@ -211,9 +218,17 @@ def write(out: Path, setup: Setup, result: FitResult, tracker: Tracker) -> dict[
     return metrics
 
 
+def mask_record(mask_file: Path, backbone_sha256: str) -> dict[str, Any]:
+    """What a sparse run records (and logs) of the mask it trained on."""
+    mask = load_mask(mask_file, backbone_sha256)
+    return {"file": str(mask_file), "k": mask.k, "config": mask.config}
+
+
 def fingerprint(resolved: dict[str, Any], inputs: dict[str, Path]) -> str:
     """What a saved training state must match to be resumed: the resolved config (data and
-    backbone hashes, method, training, device, versions) and the method's input files."""
+    backbone hashes, method, training, device, versions) and the method's input files. Not the
+    machine: a job requeued onto another node of the same kind resumes."""
     extra = {k: p for k, p in inputs.items() if k not in ("data", "backbone")}
-    bound = {"config": resolved, "inputs": {k: sha256_file(p) for k, p in extra.items()}}
+    config = {k: v for k, v in resolved.items() if k != "machine"}
+    bound = {"config": config, "inputs": {k: sha256_file(p) for k, p in extra.items()}}
     return hashlib.sha256(json.dumps(bound, sort_keys=True, default=str).encode()).hexdigest()

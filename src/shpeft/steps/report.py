@@ -22,6 +22,8 @@ def run(job: Job, inputs: dict[str, Any], params: Params) -> Path:
         "commit": commit or "not a git checkout",
         "checkout": commit or "<commit>",
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        # A params file that is new or changed would not come back with `git checkout`.
+        "uncommitted": [f for f in params.files if commit and git("status", "--porcelain", f)],
         "lock": sha256_file(lock) if lock.is_file() else "no dvc.lock yet",
     }
     text = render(context(inputs, params, environment(), provenance))

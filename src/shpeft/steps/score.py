@@ -30,22 +30,30 @@ from shpeft.selection.importance import (
 )
 from shpeft.surgery import freeze, unfreeze_head
 from shpeft.train.config import AugmentConfig, FinetuneConfig
-from shpeft.train.devices import resolve_device, seed_everything, to_numpy
+from shpeft.train.devices import AUTO, Compute, to_device, to_numpy
 from shpeft.train.loop import fit
 from shpeft.train.preprocess import Preprocess
 
 
-def run(job: Job, inputs: dict[str, Path], score: ScoreConfig) -> dict[str, Any]:
-    return score_dataset(inputs["data"], inputs["backbone"], score, job.outputs["importance"])
+def run(
+    job: Job, inputs: dict[str, Path], score: ScoreConfig, device: str, deterministic: bool
+) -> dict[str, Any]:
+    compute = Compute(device, deterministic)
+    return score_dataset(
+        inputs["data"], inputs["backbone"], score, job.outputs["importance"], compute
+    )
 
 
 def score_dataset(
-    data_dir: Path, backbone_dir: Path, score: ScoreConfig, out_dir: Path
+    data_dir: Path,
+    backbone_dir: Path,
+    score: ScoreConfig,
+    out_dir: Path,
+    compute: Compute = AUTO,
 ) -> dict[str, Any]:
     """Score one dataset's eligible weights; write the top entries and the summary."""
     started = time.perf_counter()
-    seed_everything(score.seed)
-    device = resolve_device("auto")
+    device = compute.start(score.seed)
     data = PreparedDataset.load(data_dir)
     model, backbone = load_backbone(backbone_dir, data.num_classes)
     params = eligible_parameters(model, score.eligible)
@@ -89,7 +97,7 @@ def scoring_batches(
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(score.seed))
     return [
         (
-            prep(torch.from_numpy(images[to_numpy(index)]).to(device)),
+            prep(to_device(images[to_numpy(index)], device)),
             torch.from_numpy(labels[index]).to(device),
         )
         for index in order.split(score.batch_size)[: score.batches]

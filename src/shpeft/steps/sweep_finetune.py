@@ -21,6 +21,7 @@ def run(
     method_config: MethodConfig,
     finetune: FinetuneConfig,
     tracking: TrackingConfig,
+    experiment: str,
 ) -> dict[str, Any]:
     point = {"sweep": job["sweep"], "value": swept_value(job["value"])}
-    return train_run(job, inputs, method, method_config, finetune, tracking, point)
+    return train_run(job, inputs, method, method_config, finetune, (tracking, experiment), point)

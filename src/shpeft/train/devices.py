@@ -18,6 +18,7 @@ import random
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -126,6 +127,34 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """The one way a tensor leaves torch for NumPy: detached and on the host first (a CUDA
     tensor's `.numpy()` raises); for a CPU tensor the array shares its memory."""
     return tensor.detach().cpu().numpy()
+
+
+def to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The one way a batch of host images reaches the model's device. Bound for CUDA it is copied
+    into page-locked memory first (torch's host allocator reuses those blocks once their copy has
+    finished), so the copy to the GPU runs asynchronously."""
+    batch = torch.from_numpy(images)
+    if device.type != "cuda":
+        return batch
+    return batch.pin_memory().to(device, non_blocking=True)
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where a job computes and how strictly (`finetune.device`, `finetune.deterministic`):
+    training, scoring and the demo's pretraining all follow it."""
+
+    device: str = "auto"
+    deterministic: bool = False
+
+    def start(self, seed: int) -> torch.device:
+        """Seed everything, then the device: call it before any random initialisation."""
+        seed_everything(seed, self.deterministic)
+        return resolve_device(self.device)
+
+
+#: The defaults: the best device there is, torch's usual (faster) algorithms.
+AUTO = Compute()
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

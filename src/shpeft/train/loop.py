@@ -21,7 +21,7 @@ from torch import nn
 
 from shpeft.errors import ShpeftError
 from shpeft.train.config import FinetuneConfig
-from shpeft.train.devices import to_numpy
+from shpeft.train.devices import to_device, to_numpy
 from shpeft.train.metrics import classification_metrics
 from shpeft.train.preprocess import Preprocess
 from shpeft.train.state import Checkpoint, TrainingState
@@ -75,7 +75,7 @@ def predict(
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(images[start : start + batch_size]).to(device)
+        batch = to_device(images[start : start + batch_size], device)
         with autocast(device, bf16):
             logits = model(prep(batch))
         out.append(to_numpy(torch.softmax(logits.double(), dim=1)))
@@ -136,7 +136,7 @@ def train_epoch(
     total_loss, correct, seen = 0.0, 0, 0
     model.train()
     for index in _progress(permutation.view(steps, -1), steps, f"epoch {epoch}"):
-        batch = torch.from_numpy(images[to_numpy(index)]).to(device, non_blocking=True)
+        batch = to_device(images[to_numpy(index)], device)
         target = labels_t[index].to(device, non_blocking=True)
         with autocast(device, cfg.uses_bf16(device)):
             logits = model(prep(batch, generator=order))
