@@ -7,15 +7,18 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
+from shpeft.analysis.compare import ACROSS, pairwise, ranks, smallest_p, wilcoxon
 from shpeft.analysis.stats import (
     StatsConfig,
     bootstrap_intervals,
     detailed_metrics,
     expected_calibration_error,
-    paired_test,
 )
-from shpeft.analysis.tables import comparisons, main_table, to_latex, to_markdown
+from shpeft.analysis.tables import main_table, to_latex, to_markdown
+
+CFG = StatsConfig()
 
 
 def simulated_classifier(n: int, accuracy: float, rng: np.random.Generator):
@@ -69,34 +72,44 @@ def test_detail_has_recall_and_confusion():
     assert detail["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
 
 
-def test_paired_test_rejects_a_real_difference():
+def test_wilcoxon_rejects_a_real_difference():
     rng = np.random.default_rng(2)
     b = rng.normal(0.7, 0.05, 10)
-    result = paired_test(b + 0.05 + rng.normal(0, 0.005, 10), b)
-    assert result["test"] == "Wilcoxon signed-rank" and result["pairs"] == 10
-    assert result["p_value"] < 0.01
+    result = wilcoxon(b + 0.05 + rng.normal(0, 0.005, 10), b, CFG)
+    assert result["n"] == 10 and result["p_value"] < 0.01
 
 
-def test_paired_test_keeps_its_level_when_there_is_no_difference():
+def test_wilcoxon_keeps_its_level_when_there_is_no_difference():
     rng = np.random.default_rng(3)
-    p_values = [paired_test(rng.normal(0.7, 0.05, 10), rng.normal(0.7, 0.05, 10))["p_value"]]
-    p_values += [
-        paired_test(rng.normal(0.7, 0.05, 10), rng.normal(0.7, 0.05, 10))["p_value"]
-        for _ in range(199)
-    ]
-    assert np.mean(np.array(p_values) < 0.05) <= 0.07
+    draws = [(rng.normal(0.7, 0.05, 10), rng.normal(0.7, 0.05, 10)) for _ in range(200)]
+    p_values = np.array([wilcoxon(a, b, CFG)["p_value"] for a, b in draws])
+    assert np.mean(p_values < 0.05) <= 0.07
+
+
+def test_zero_differences_follow_the_named_rule():
+    b = np.full(10, 0.5)
+    a = b + np.array([0, 0, 0.1, 0.2, -0.05, 0.3, 0.15, 0.25, -0.02, 0.12])
+    for rule in ("pratt", "zsplit"):
+        p = wilcoxon(a, b, StatsConfig(zero_method=rule))["p_value"]
+        assert p == pytest.approx(scipy.stats.wilcoxon(a, b, zero_method=rule).pvalue)
+        assert p != pytest.approx(scipy.stats.wilcoxon(a, b).pvalue)  # zeros not dropped silently
 
 
 @pytest.mark.parametrize(
     ("a", "b", "note"),
-    [([0.5], [0.4], "fewer than two"), ([0.5, 0.6], [0.5, 0.6], "no paired difference")],
+    [
+        ([0.5, 0.6, 0.7], [0.4, 0.5, 0.6], "3 pairs cannot reach p < 0.05"),
+        ([0.5] * 6, [0.5] * 6, "no paired difference"),
+    ],
 )
-def test_paired_test_not_applicable(a, b, note):
-    result = paired_test(np.array(a), np.array(b))
-    assert np.isnan(result["p_value"]) and note in result["note"]
+def test_wilcoxon_says_why_there_is_no_test(a, b, note):
+    result = wilcoxon(np.array(a), np.array(b), CFG)
+    assert np.isnan(result["p_value"]) and result["note"] == note
+    assert smallest_p(5) == 0.0625 and smallest_p(6) == 0.03125
 
 
 def _runs(methods, seeds, datasets=("d1", "d2")) -> pd.DataFrame:
+    """Method i scores about 0.6 + 0.1 i everywhere: the last method is best."""
     rng = np.random.default_rng(4)
     rows = [
         {
@@ -104,6 +117,8 @@ def _runs(methods, seeds, datasets=("d1", "d2")) -> pd.DataFrame:
             "method": m,
             "seed": s,
             "accuracy": 0.6 + 0.1 * i + rng.normal(0, 0.01),
+            "val_accuracy": 0.6 + 0.1 * i + rng.normal(0, 0.01),
+            "macro_f1": 0.5 + 0.1 * i + rng.normal(0, 0.01),
             "trainable_fraction": 10.0 ** -(i + 1),
         }
         for i, m in enumerate(methods)
@@ -113,14 +128,28 @@ def _runs(methods, seeds, datasets=("d1", "d2")) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _tables(runs, metrics=("accuracy",), cfg=CFG):
+    pairs = pairwise(runs, metrics[0], cfg)
+    average, _ = ranks(runs, metrics[0], cfg)
+    return main_table(runs, pairs, average, list(metrics), cfg.focus, cfg.level)
+
+
 def test_main_table_bolds_the_best_and_reads_as_latex():
     runs = _runs(["full", "linear", "sh-peft"], [0, 1, 2])
-    tests = comparisons(runs, "full", "accuracy")
-    table, best = main_table(runs, tests, "accuracy", "full")
-    assert best == {"d1": "sh-peft", "d2": "sh-peft", "mean": "sh-peft"}
-    assert list(table.columns[:5]) == ["method", "trainable (% of backbone)", "d1", "d2", "mean"]
-    assert re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", table.loc[0, "d1"])
-    assert table.loc[0, "p vs full"] == "n/a" and table.loc[2, "p vs full"] != "n/a"
+    runs.loc[runs["method"] == "linear", "macro_f1"] = 0.99  # best F1, not best accuracy
+    table, best = _tables(runs, ("accuracy", "macro_f1"))
+    assert best == {
+        **{f"{c} Acc": "sh-peft" for c in ("d1", "d2", "mean")},
+        **{f"{c} F1": "linear" for c in ("d1", "d2", "mean")},
+    }
+    assert list(table.columns[:4]) == ["method", "trainable (% of backbone)", "d1 Acc", "d1 F1"]
+    d1 = runs[(runs["method"] == "full") & (runs["dataset"] == "d1")]["accuracy"]
+    half = scipy.stats.t.ppf(0.975, 2) * d1.std(ddof=1) / np.sqrt(3)  # the t-interval over seeds
+    assert table.loc[0, "d1 Acc"] == f"{d1.mean():.3f} ± {half:.3f}"
+    assert list(table["mean rank"]) == ["3.00", "2.00", "1.00"]
+    # Two datasets cannot carry a test across datasets: the table says so.
+    assert table.loc[0, "p vs sh-peft (Holm)"] == "n/a (2 pairs cannot reach p < 0.05)"
+    assert table.loc[2, "p vs sh-peft (Holm)"] == "-"
     assert "**" in to_markdown(table, best, "caption")
     latex = to_latex(table, best, "Accuracy_test")
     body = latex[latex.index(r"\midrule") : latex.index(r"\bottomrule")].splitlines()[1:]
@@ -130,14 +159,55 @@ def test_main_table_bolds_the_best_and_reads_as_latex():
         r"\midrule",
         r"\bottomrule",
     ]
-    assert all(row.count(" & ") == header.count(" & ") == 7 for row in body)
+    assert all(row.count(" & ") == header.count(" & ") == 9 for row in body)
     assert len(body) == 3 and r"\textbf{" in body[2] and r"$\pm$" in body[0]
     assert r"Accuracy\_test" in latex
 
 
+def test_across_datasets_seeds_are_averaged_first_and_holm_corrects():
+    datasets = [f"d{i}" for i in range(8)]
+    runs = _runs(["full", "linear", "bitfit", "sh-peft"], [0, 1], datasets)
+    pairs = pairwise(runs, "accuracy", CFG)
+    across = pairs[pairs["scope"] == ACROSS].set_index("method")
+    assert (across["n"] == 8).all()  # one pair per dataset, not per dataset x seed
+    means = runs.groupby(["dataset", "method"])["accuracy"].mean().unstack()
+    raw = [
+        scipy.stats.wilcoxon(means["sh-peft"], means[m], zero_method="pratt").pvalue
+        for m in ("full", "linear", "bitfit")
+    ]
+    order = np.argsort(raw)
+    holm = np.minimum(1, np.maximum.accumulate([(3 - k) * raw[i] for k, i in enumerate(order)]))
+    assert across.loc[["full", "linear", "bitfit"], "p_value"].tolist() == pytest.approx(raw)
+    assert across.loc[np.array(["full", "linear", "bitfit"])[order], "p_holm"].tolist() == (
+        pytest.approx(holm)
+    )
+    per_dataset = pairs[pairs["scope"] == "d0"]
+    assert (per_dataset["n"] == 2).all() and per_dataset["p_value"].isna().all()
+    average, friedman = ranks(runs, "accuracy", CFG)
+    assert average.set_index("method")["mean_rank"].to_dict() == {
+        "full": 4.0,
+        "linear": 3.0,
+        "bitfit": 2.0,
+        "sh-peft": 1.0,
+    }
+    expected = scipy.stats.friedmanchisquare(
+        *(means[m] for m in ("full", "linear", "bitfit", "sh-peft"))
+    )
+    assert friedman["p_value"] == pytest.approx(expected.pvalue)
+    assert friedman["nemenyi"].shape == (4, 4)
+
+
+def test_the_best_other_method_is_chosen_on_validation_not_test():
+    runs = _runs(["full", "linear", "bitfit", "sh-peft"], [0, 1, 2])
+    runs.loc[runs["method"] == "linear", "val_accuracy"] = 0.99  # best on validation
+    runs.loc[runs["method"] == "bitfit", "accuracy"] = 0.99  # best on test
+    pairs = pairwise(runs, "accuracy", CFG)
+    assert set(pairs.loc[pairs["best_other"], "method"]) == {"linear"}
+
+
 def test_one_seed_and_one_method_still_give_a_table():
     runs = _runs(["sh-peft"], [0])
-    table, best = main_table(runs, comparisons(runs, "full", "accuracy"), "accuracy", "full")
-    assert table.loc[0, "d1"].count("±") == 0  # no standard deviation from one seed
-    assert table.loc[0, "p vs full"] == "n/a" and table.loc[0, "best other"] == "n/a"
+    table, best = _tables(runs)
+    assert table.loc[0, "d1 Acc"].count("±") == 0  # no interval from one seed
+    assert table.loc[0, "p vs sh-peft (Holm)"] == "-" and table.loc[0, "mean rank"] == "1.00"
     assert to_latex(table, best, "c").count(r"\textbf{") == 3

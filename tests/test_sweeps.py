@@ -68,14 +68,19 @@ def test_sweep_table_from_runs(in_tmp):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 50)
     runs = []
-    for value, correct in ((0.001, 30), (0.004, 40)):
+    # Validation prefers the smaller budget, test the larger: validation's choice is marked.
+    for value, correct, val in ((0.001, 30, 0.7), (0.004, 40, 0.6)):
         run = LAYOUT.sweep_run_dir("budget", str(value), "tiny_us", 0)
         run.mkdir(parents=True)
         predicted = np.where(np.arange(50) < correct, labels, (labels + 1) % 3)
         pd.DataFrame({"label": labels, "predicted": predicted}).to_csv(
             run / "predictions.csv", index=False
         )
-        metrics = {"test": {"accuracy": correct / 50}, "trainable_backbone": 28}
+        metrics = {
+            "test": {"accuracy": correct / 50},
+            "val": {"accuracy": val, "loss": 1.0},
+            "trainable_backbone": 28,
+        }
         write_json(run / "metrics.json", {**metrics, "trainable_fraction": 1e-3})
         point = {"sweep": "budget", "value": value}
         write_json(run / "config.json", {"dataset": "tiny_us", "method": "m", "sweep_point": point})
@@ -87,6 +92,7 @@ def test_sweep_table_from_runs(in_tmp):
     assert (table["accuracy_low"] < table["accuracy"]).all()
     assert (table["accuracy"] < table["accuracy_high"]).all()
     assert table["accuracy_std"].isna().all()  # one seed: no std, still a table
+    assert list(table["val_accuracy"]) == [0.7, 0.6] and list(table["chosen"]) == [True, False]
     missing = LAYOUT.sweep_run_dir("rho", "0.0", "tiny_us", 0)
     with pytest.raises(ShpeftError, match="rho/points/0.0/tiny_us/seed0/config.json: run output"):
         sweep_table([missing], stats)

@@ -57,7 +57,14 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     assert len(runs) == 6 and set(runs["method"]) == {"full", "linear", "sh-peft"}
     assert (project / LAYOUT.run_dir("tiny_us", "sh-peft", 0) / "delta.safetensors").is_file()
     figures = project / LAYOUT.root / "figures"
-    kinds = ("accuracy_by_method", "pareto", "training_curves", "trainable_locations", "hybridity")
+    kinds = (
+        "accuracy_by_method",
+        "pareto",
+        "training_curves",
+        "trainable_locations",
+        "hybridity",
+        "critical_difference",
+    )
     per_dataset = [f"{k}_{d}" for k in ("confusion", "failures") for d in ("tiny_us", "tiny_derm")]
     for name in (*kinds, *per_dataset):
         with Image.open(figures / f"{name}.png") as image:
@@ -143,8 +150,9 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     snakemake("--configfile", "single.yaml")
     single = project / "results" / "single"
     main = pd.read_csv(single / "tables" / "main.csv")
-    assert list(main["method"]) == ["sh-peft"] and main["p vs full"].isna().all()
-    assert pd.read_csv(single / "tables" / "comparisons.csv")["reference_note"].notna().all()
+    assert list(main["method"]) == ["sh-peft"] and list(main["p vs sh-peft (Holm)"]) == ["-"]
+    friedman = json.loads((single / "tables" / "friedman.json").read_text())
+    assert friedman["note"] == "needs 3 methods or more on 2 datasets or more"
     for name in (*kinds, "confusion_tiny_us", "failures_tiny_us"):
         assert (single / "figures" / f"{name}.pdf").is_file(), name
     single_report = (single / "report" / "REPORT.md").read_text()

@@ -8,12 +8,13 @@ file made for another backbone is refused with a message naming it, never silent
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path
@@ -24,9 +25,20 @@ BACKBONE_KEY = "backbone_sha256"
 def write(path: str | Path, tensors: dict[str, Any], backbone_sha256: str, **metadata: str) -> Path:
     """Write `tensors` (torch, contiguous, on the CPU) atomically, stamped with the backbone."""
     path = Path(path)
+    data = save(tensors, metadata={BACKBONE_KEY: backbone_sha256, **metadata})
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={BACKBONE_KEY: backbone_sha256, **metadata})
+        tmp.write_bytes(canonical(data))
     return path
+
+
+def canonical(data: bytes) -> bytes:
+    """safetensors bytes with their header's keys sorted. safetensors writes the metadata in an
+    order that changes from one write to the next (a hash map's), so the same tensors and
+    metadata would give other bytes, and another DVC hash, on every rerun."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":"))
+    encoded = header.encode() + b" " * (-len(header.encode()) % 8)  # aligned as safetensors does
+    return len(encoded).to_bytes(8, "little") + encoded + data[8 + size :]
 
 
 class Reader:

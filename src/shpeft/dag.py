@@ -323,7 +323,7 @@ STEPS: dict[str, Step] = {
             over={},
             outputs=lambda j: {"tables": j.layout.tables_dir(), "metrics": j.layout.metrics_file()},
             inputs=Inputs(gathered=_grid_runs, roots={"runs": lambda j: j.layout.runs_root()}),
-            reads={"seeds": "seeds", "stats": "stats"},
+            reads={"seeds": "seeds", "stats": "stats", "tables": "tables"},
             selects=("grid",),
             metrics=("metrics",),
         ),
@@ -345,7 +345,7 @@ STEPS: dict[str, Step] = {
                     "masks": lambda j: j.layout.masks_root(),
                 },
             ),
-            reads={"grid": "grid", "seeds": "seeds"},
+            reads={"grid": "grid", "seeds": "seeds", "stats": "stats", "tables_config": "tables"},
         ),
         Step(
             "sweep_mask",

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_mode
 from pydantic_core import ErrorDetails
 
 from shpeft import paths
-from shpeft.analysis.stats import StatsConfig
+from shpeft.analysis.stats import StatsConfig, TablesConfig
 from shpeft.backbone.config import BackboneConfig
 from shpeft.config import NAME_PATTERN, Name, Section, Unique, deep_merge
 from shpeft.data import registry as data_registry
@@ -102,6 +102,8 @@ class ParamsBase(Section):
     """Mask variants built per dataset, by name."""
     stats: StatsConfig = Field(default_factory=StatsConfig)
     """Statistics of the tables."""
+    tables: TablesConfig = Field(default_factory=TablesConfig)
+    """What the main table shows."""
     sweeps: Sweeps = Field(default_factory=Sweeps)
     """Budget and hybrid-ratio sweeps."""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

@@ -18,6 +18,9 @@ SUMMARY_MD = "summary.md"
 CURVES_CSV = "curves.csv"
 PARETO_CSV = "pareto.csv"
 COMPARISONS_CSV = "comparisons.csv"
+RANKS_CSV = "ranks.csv"
+NEMENYI_CSV = "nemenyi.csv"
+FRIEDMAN_JSON = "friedman.json"
 #: The stem of a sweep summary's files: `sweep.csv`, `sweep.md`, `sweep.png`, `sweep.pdf`.
 SWEEP_SUMMARY = "sweep"
 

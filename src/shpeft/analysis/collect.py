@@ -22,7 +22,8 @@ def run_key(run: RunFolder) -> dict[str, object]:
 
 
 def collect_runs(run_dirs: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per run (test metrics and trainable counts) and the per-epoch curves of all runs."""
+    """One row per run (test metrics, the selected epoch's validation metrics as `val_<name>`,
+    trainable counts) and the per-epoch curves of all runs."""
     rows, curves = [], []
     for run in map(RunFolder, run_dirs):
         key, metrics = run_key(run), run.metrics()
@@ -30,6 +31,7 @@ def collect_runs(run_dirs: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
             {
                 **key,
                 **metrics["test"],
+                **{f"val_{k}": v for k, v in metrics["val"].items()},
                 "best_epoch": metrics["best_epoch"],
                 **{k: metrics[k] for k in COUNTS},
             }

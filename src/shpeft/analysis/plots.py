@@ -244,7 +244,8 @@ def failure_cases(
 def sweep_figure(
     table: pd.DataFrame, sweep: str, label: str, log_x: bool, out: Path, name: str
 ) -> None:
-    """A sweep's test accuracy against the swept value, one line per dataset, with intervals."""
+    """A sweep's test accuracy against the swept value, one line per dataset, with intervals;
+    a ring marks the value validation chooses."""
     figure, ax = plt.subplots(figsize=(6, 3.8))
     for (dataset, frame), color in zip(
         table.groupby("dataset", sort=False), sns.color_palette("deep"), strict=False
@@ -262,9 +263,30 @@ def sweep_figure(
             color=color,
             label=dataset,
         )
+        chosen = frame[frame["chosen"]]
+        ax.scatter(chosen["value"], chosen["accuracy"], s=160, facecolors="none", color=color)
+    ax.scatter([], [], s=160, facecolors="none", color="grey", label="chosen on validation")
     ax.set(xlabel=label, ylabel="test accuracy, mean over seeds")
     if log_x:
         ax.set_xscale("log")
     ax.set_title(f"{table['method'].iloc[0]}: sweep of {sweep}", fontsize=9)
     ax.legend(fontsize=7)
     _save(figure, out, name)
+
+
+def critical_difference(
+    ranks: pd.DataFrame, nemenyi: pd.DataFrame, alpha: float, title: str, out: Path
+) -> None:
+    """Average ranks over datasets on one axis; a bar joins methods that the Nemenyi post-hoc
+    test does not tell apart at `alpha` (Demsar 2006). Without a Friedman test, says why."""
+    figure, ax = plt.subplots(figsize=(7, 2.6))
+    if nemenyi.empty:
+        ax.axis("off")
+        ax.text(0.5, 0.5, title, ha="center", va="center", fontsize=9, wrap=True)
+    else:
+        import scikit_posthocs
+
+        average = ranks.set_index("method")["mean_rank"]
+        scikit_posthocs.critical_difference_diagram(average, nemenyi, alpha=alpha, ax=ax)
+        ax.set_title(title, fontsize=8)
+    _save(figure, out, "critical_difference")

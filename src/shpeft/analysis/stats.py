@@ -1,21 +1,17 @@
-"""Statistics a reviewer asks for: per-run detail and bootstrap intervals, paired tests over seeds.
-
-- Per run, on the test split: the metrics of `shpeft.train.metrics`, expected calibration error,
-  per-class recall and the confusion matrix, each scalar with a percentile bootstrap interval over
-  test cases (resampling with replacement, `StatsConfig.bootstrap` times, seeded).
-- Across runs: a paired comparison of two methods over the (dataset, seed) pairs both ran, by the
-  Wilcoxon signed-rank test (two-sided; exact for small samples). Fewer than two pairs, or no
-  nonzero difference, gives no test: the result says why instead of a p-value.
+"""Statistics a reviewer asks for, per run: the metrics of `shpeft.train.metrics`, expected
+calibration error, per-class recall and the confusion matrix, each scalar with a percentile
+bootstrap interval over test cases (resampling with replacement, `StatsConfig.bootstrap` times,
+seeded). Comparisons between methods are `shpeft.analysis.compare`'s.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from shpeft.config import Name, Section
+from shpeft.config import Name, Section, Unique
 from shpeft.train.metrics import classification_metrics, confusion_matrix
 
 #: Scalar test metrics reported with intervals, in table order.
@@ -33,8 +29,25 @@ class StatsConfig(Section):
     """Equal-width confidence bins of the expected calibration error."""
     seed: int = Field(0, ge=0)
     """Seeds the resampling."""
-    reference: Name = "full"
-    """The reference method every other one is compared with (besides the best other one)."""
+    focus: Name = "sh-peft"
+    """The method tested against every other one (the paper's claim: SH-PEFT against each)."""
+    zero_method: Literal["pratt", "zsplit"] = "pratt"
+    """Zero differences in the Wilcoxon signed-rank test: `pratt` ranks them, then drops them
+    (Pratt 1959); `zsplit` splits their ranks between the two signs."""
+
+
+#: Test metrics every run records, as the main table names them.
+LABELS = {"accuracy": "Acc", "macro_f1": "F1", "balanced_accuracy": "BAcc", "auc": "AUC"}
+
+
+class TablesConfig(Section):
+    """What the main table shows (every metric of every run is in the detail table)."""
+
+    metrics: Unique[list[Literal["accuracy", "macro_f1", "balanced_accuracy", "auc"]]] = Field(
+        default_factory=lambda: ["accuracy", "macro_f1"], min_length=1
+    )
+    """Test metrics of the main table, in order; the first is the one its paired tests compare
+    and the best other method is chosen by (on validation)."""
 
 
 def level_label(level: float) -> str:
@@ -110,25 +123,3 @@ def seed_mean_interval(
     tail = (1 - cfg.level) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
-    """Wilcoxon signed-rank test of paired scores `a` against `b` (two-sided)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    result: dict[str, Any] = {
-        "test": "Wilcoxon signed-rank",
-        "pairs": int(len(a)),
-        "mean_difference": float(np.mean(a - b)) if len(a) else float("nan"),
-        "p_value": float("nan"),
-    }
-    if len(a) < 2:
-        result["note"] = "not applicable: fewer than two paired runs"
-    elif not np.any(a != b):
-        result["note"] = "not applicable: no paired difference"
-    else:
-        from scipy.stats import wilcoxon
-
-        result["p_value"] = float(wilcoxon(a, b, zero_method="wilcox").pvalue)
-    return result

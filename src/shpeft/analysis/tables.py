@@ -1,71 +1,48 @@
 """Tables in a paper's shape: the main comparison (CSV, Markdown, LaTeX booktabs) and run detail.
 
-Main table: one row per method with its trainable fraction of the backbone, one column per
-dataset plus the mean over datasets, cells `mean ± std` over seeds of the chosen metric, the best
-mean of each column in bold, then the paired comparisons with the reference method and with the
-best other method (test named in the header, p-values; "n/a" where a test does not apply).
+Main table: one row per method with its trainable fraction of the backbone, then for each dataset
+and for the mean over datasets one column per metric of `tables.metrics` (the paper's accuracy
+and macro-F1 by default), cells the mean over seeds ± the half-width of its t-interval at
+`stats.level` (the mean over datasets is taken per seed first), the best mean of each column in
+bold; then, for the first metric, each method's average rank over datasets and the
+Holm-corrected p-value of the focus method against it across datasets
+(`shpeft.analysis.compare`), or why there is none.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from shpeft.analysis.stats import paired_test
+from shpeft.analysis.compare import ACROSS
+from shpeft.analysis.stats import LABELS
 
 METHOD_COL = "method"
 FRACTION_COL = "trainable (% of backbone)"
 
 
-def _cell(values: pd.Series) -> tuple[float, str]:
-    mean = float(values.mean())
-    if len(values) < 2:
+def _cell(values: pd.Series, level: float) -> tuple[float, str]:
+    """Mean ± the half-width of the t-interval over seeds (just the mean for one seed)."""
+    from scipy import stats
+
+    mean, n = float(values.mean()), len(values)
+    if n < 2:
         return mean, f"{mean:.3f}"
-    return mean, f"{mean:.3f} ± {values.std(ddof=1):.3f}"
-
-
-def comparisons(runs: pd.DataFrame, reference: str, metric: str) -> pd.DataFrame:
-    """Per method: paired tests over (dataset, seed) against `reference` and the best other method.
-
-    The best other method is the one, other than the method itself and the reference, with the
-    highest mean `metric` over all its runs.
-    """
-    means = runs.groupby(METHOD_COL, sort=False)[metric].mean()
-    scores = runs.set_index(["dataset", "seed", METHOD_COL])[metric].unstack(METHOD_COL)
-    rows = []
-    for method in means.index:
-        row: dict[str, Any] = {METHOD_COL: method}
-        others = means.drop([m for m in (method, reference) if m in means.index])
-        targets = {
-            "reference": reference if reference in means.index and reference != method else None
-        }
-        targets["best_other"] = others.idxmax() if len(others) else None
-        for role, other in targets.items():
-            row[f"{role}_method"] = other
-            if other is None:
-                row.update({f"{role}_{k}": v for k, v in _not_applicable().items()})
-                continue
-            pair = scores[[method, other]].dropna()
-            result = paired_test(pair[method].to_numpy(), pair[other].to_numpy())
-            row.update({f"{role}_{k}": v for k, v in result.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _not_applicable() -> dict[str, Any]:
-    return {"test": "Wilcoxon signed-rank", "pairs": 0, "p_value": np.nan, "note": "no method"}
+    half = stats.t.ppf((1 + level) / 2, n - 1) * values.std(ddof=1) / np.sqrt(n)
+    return mean, f"{mean:.3f} ± {half:.3f}"
 
 
 def _p(value: float) -> str:
-    if not np.isfinite(value):
-        return "n/a"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def main_table(
-    runs: pd.DataFrame, tests: pd.DataFrame, metric: str, reference: str
+    runs: pd.DataFrame,
+    pairs: pd.DataFrame,
+    ranks: pd.DataFrame,
+    metrics: list[str],
+    focus: str,
+    level: float,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The main table as strings, and per column the method whose mean is best (for bold)."""
     datasets = list(dict.fromkeys(runs["dataset"]))
@@ -75,20 +52,31 @@ def main_table(
     table[FRACTION_COL] = [f"{100 * fraction[m]:.3g}" for m in methods]
     best: dict[str, str] = {}
     for column in [*datasets, "mean"]:
-        if column == "mean":  # per seed, the mean over datasets; then mean ± std over seeds
-            per_seed = runs.groupby([METHOD_COL, "seed"], sort=False)[metric].mean()
-            groups = {m: per_seed.loc[m] for m in methods}
-        else:
-            subset = runs[runs["dataset"] == column]
-            groups = {m: subset[subset[METHOD_COL] == m][metric] for m in methods}
-        cells = {m: _cell(values) for m, values in groups.items()}
-        table[column] = [cells[m][1] for m in methods]
-        best[column] = max(methods, key=lambda m: cells[m][0])
-    tests = tests.set_index(METHOD_COL)
-    table[f"p vs {reference}"] = [_p(tests.loc[m, "reference_p_value"]) for m in methods]
-    table["best other"] = [tests.loc[m, "best_other_method"] or "n/a" for m in methods]
-    table["p vs best other"] = [_p(tests.loc[m, "best_other_p_value"]) for m in methods]
+        for metric in metrics:
+            if column == "mean":  # per seed, the mean over datasets; then over seeds
+                per_seed = runs.groupby([METHOD_COL, "seed"], sort=False)[metric].mean()
+                groups = {m: per_seed.loc[m] for m in methods}
+            else:
+                subset = runs[runs["dataset"] == column]
+                groups = {m: subset[subset[METHOD_COL] == m][metric] for m in methods}
+            cells = {m: _cell(values, level) for m, values in groups.items()}
+            name = f"{column} {LABELS[metric]}"
+            table[name] = [cells[m][1] for m in methods]
+            best[name] = max(methods, key=lambda m: cells[m][0])
+    rank = ranks.set_index(METHOD_COL)["mean_rank"]
+    table["mean rank"] = [f"{rank[m]:.2f}" if m in rank else "n/a" for m in methods]
+    table[f"p vs {focus} (Holm)"] = [_versus(pairs, focus, m) for m in methods]
     return table, best
+
+
+def _versus(pairs: pd.DataFrame, focus: str, method: str) -> str:
+    """The Holm-corrected p across datasets of `focus` against `method`, or why there is none."""
+    if method == focus:
+        return "-"
+    if pairs.empty:
+        return f"n/a ({focus} did not run)"
+    row = pairs[(pairs["scope"] == ACROSS) & (pairs[METHOD_COL] == method)].iloc[0]
+    return _p(row["p_holm"]) if np.isfinite(row.get("p_holm", np.nan)) else f"n/a ({row['note']})"
 
 
 def _bold_cells(table: pd.DataFrame, best: dict[str, str], bold) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import pandas as pd
 from shpeft import paths
 from shpeft.analysis import plots
 from shpeft.analysis.collect import run_key
+from shpeft.analysis.stats import StatsConfig, TablesConfig
 from shpeft.dag import Job
 from shpeft.data.prepared import PreparedDataset
 from shpeft.fileio import atomic_path, read_json
@@ -25,7 +26,14 @@ log = logging.getLogger(__name__)
 FAILURES_OF = "sh-peft"
 
 
-def run(job: Job, inputs: dict[str, Any], grid: Grid, seeds: list[int]) -> None:
+def run(
+    job: Job,
+    inputs: dict[str, Any],
+    grid: Grid,
+    seeds: list[int],
+    stats: StatsConfig,
+    tables_config: TablesConfig,
+) -> None:
     tables = Path(inputs["tables"])
     summary = pd.read_csv(tables / paths.SUMMARY_CSV)
     runs = summary[~summary["seed"].isin(["mean", "std"])]
@@ -44,6 +52,13 @@ def run(job: Job, inputs: dict[str, Any], grid: Grid, seeds: list[int]) -> None:
         if masks:
             plots.hybridity(masks, out)
         plots.confusions(details, {name: d.class_names for name, d in data.items()}, out)
+        plots.critical_difference(
+            pd.read_csv(tables / paths.RANKS_CSV),
+            _nemenyi(tables / paths.NEMENYI_CSV),
+            1 - stats.level,
+            cd_title(read_json(tables / paths.FRIEDMAN_JSON), tables_config.metrics[0]),
+            out,
+        )
         for dataset in grid.datasets:
             images, _ = data[dataset].part("test")
             predictions = folders[dataset, failing, seeds[0]].predictions()
@@ -51,6 +66,22 @@ def run(job: Job, inputs: dict[str, Any], grid: Grid, seeds: list[int]) -> None:
                 dataset, failing, seeds[0], images, predictions, data[dataset].class_names, 8, out
             )
     log.info("figures written to %s", job.outputs["figures"])
+
+
+def _nemenyi(path: Path) -> pd.DataFrame:
+    """The Nemenyi p-values as the aggregate step wrote them (empty without a Friedman test)."""
+    try:
+        return pd.read_csv(path, index_col=0)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def cd_title(friedman: dict[str, Any], metric: str) -> str:
+    """What the critical-difference figure shows, or why it shows nothing."""
+    where = f"{friedman['methods']} methods on {friedman['datasets']} datasets ({metric})"
+    if friedman["note"]:
+        return f"{where}: no Friedman test ({friedman['note']})"
+    return f"{where}: mean ranks, Friedman p = {friedman['p_value']:.3g}; Nemenyi bars"
 
 
 def where_methods_train(

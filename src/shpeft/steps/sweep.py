@@ -27,8 +27,9 @@ def run(
         tmp.mkdir()
         table.to_csv(paths.sweep_summary_file(tmp, ".csv"), index=False)
         paths.sweep_summary_file(tmp, ".md").write_text(
-            f"## Sweep of `{sweep}` ({sweep_config.method}): test accuracy, mean over seeds, "
-            f"{level_label(stats.level)} bootstrap interval over test cases\n\n"
+            f"## Sweep of `{sweep}` ({sweep_config.method}): validation and test accuracy, mean "
+            f"over seeds, {level_label(stats.level)} bootstrap interval over test cases; "
+            "`chosen`: the value validation picks per dataset\n\n"
             + table.to_markdown(index=False, floatfmt=".4g")
             + "\n"
         )
