@@ -50,10 +50,11 @@ def wilcoxon(a: np.ndarray, b: np.ndarray, cfg: StatsConfig) -> dict[str, Any]:
         "p_value": np.nan,
         "note": "",
     }
-    if smallest_p(len(a)) >= alpha:
-        result["note"] = f"{len(a)} pairs cannot reach p < {alpha:g}"
-    elif not np.any(a != b):
+    differing = int(np.count_nonzero(a != b))
+    if not differing and len(a):
         result["note"] = "no paired difference"
+    elif smallest_p(differing) >= alpha:
+        result["note"] = f"{differing} differing pairs cannot reach p < {alpha:g}"
     else:
         result["p_value"] = float(stats.wilcoxon(a, b, zero_method=cfg.zero_method).pvalue)
     return result
@@ -61,9 +62,12 @@ def wilcoxon(a: np.ndarray, b: np.ndarray, cfg: StatsConfig) -> dict[str, Any]:
 
 def per_dataset_means(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Datasets x methods: each method's `metric` averaged over its seeds (grid order kept)."""
-    table = runs.pivot_table(index="dataset", columns="method", values=metric, aggfunc="mean")
-    datasets = list(dict.fromkeys(runs["dataset"]))
-    return table.loc[datasets, list(dict.fromkeys(runs["method"]))]
+    table = runs.pivot_table(
+        index="dataset", columns="method", values=metric, aggfunc="mean", dropna=False
+    )
+    return table.reindex(
+        index=list(dict.fromkeys(runs["dataset"])), columns=list(dict.fromkeys(runs["method"]))
+    )
 
 
 def pairwise(runs: pd.DataFrame, metric: str, cfg: StatsConfig) -> pd.DataFrame:
@@ -89,12 +93,14 @@ def pairwise(runs: pd.DataFrame, metric: str, cfg: StatsConfig) -> pd.DataFrame:
         for other in methods
         if other != cfg.focus
     ]
-    tested = [row for row in across if np.isfinite(row["p_value"])]
-    if tested:
-        holm = multipletests([row["p_value"] for row in tested], method="holm")[1]
-        for row, p in zip(tested, holm, strict=True):
+    # The family: every comparison that could be tested; no paired difference counts as p = 1.
+    family = [r for r in across if np.isfinite(r["p_value"]) or r["note"] == "no paired difference"]
+    if any(np.isfinite(r["p_value"]) for r in family):
+        raw = [r["p_value"] if np.isfinite(r["p_value"]) else 1.0 for r in family]
+        for row, p in zip(family, multipletests(raw, method="holm")[1], strict=True):
             row["p_holm"] = float(p)
     validation = runs.groupby("method", sort=False)[f"val_{metric}"].mean().drop(cfg.focus)
+    validation = validation.dropna()
     best_other = validation.idxmax() if len(validation) else None
     table = pd.DataFrame(rows + across)
     table["best_other"] = table["method"] == best_other
@@ -105,13 +111,19 @@ def pairwise(runs: pd.DataFrame, metric: str, cfg: StatsConfig) -> pd.DataFrame:
 
 
 def ranks(runs: pd.DataFrame, metric: str, cfg: StatsConfig) -> tuple[pd.DataFrame, dict]:
-    """Average ranks over datasets (1 is best), the Friedman test, and the Nemenyi post-hoc
-    p-values (methods x methods; empty when the Friedman test does not apply)."""
+    """Average ranks over the datasets where every method has a score (1 is best; `left_out`
+    names the others), the Friedman test, and the Nemenyi post-hoc p-values (methods x methods;
+    empty when the Friedman test does not apply)."""
     from scipy import stats
 
-    means = per_dataset_means(runs, metric).dropna(axis=1)
+    all_means = per_dataset_means(runs, metric)
+    means = all_means.dropna(axis=0)  # a dataset where a method has no score cannot rank it
     average = means.rank(axis=1, ascending=False).mean().rename("mean_rank")
-    friedman: dict[str, Any] = {"datasets": len(means), "methods": means.shape[1]}
+    friedman: dict[str, Any] = {
+        "datasets": len(means),
+        "methods": means.shape[1],
+        "left_out": sorted(set(all_means.index) - set(means.index)),
+    }
     if means.shape[1] < 3 or len(means) < 2:
         friedman["note"] = "needs 3 methods or more on 2 datasets or more"
         return average.reset_index(), {**friedman, "nemenyi": pd.DataFrame()}

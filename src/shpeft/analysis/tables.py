@@ -25,6 +25,7 @@ def _cell(values: pd.Series, level: float) -> tuple[float, str]:
     """Mean ± the half-width of the t-interval over seeds (just the mean for one seed)."""
     from scipy import stats
 
+    values = values.dropna()
     mean, n = float(values.mean()), len(values)
     if n < 2:
         return mean, f"{mean:.3f}"
@@ -62,7 +63,9 @@ def main_table(
             cells = {m: _cell(values, level) for m, values in groups.items()}
             name = f"{column} {LABELS[metric]}"
             table[name] = [cells[m][1] for m in methods]
-            best[name] = max(methods, key=lambda m: cells[m][0])
+            scored = [m for m in methods if np.isfinite(cells[m][0])]
+            if scored:
+                best[name] = max(scored, key=lambda m: cells[m][0])
     rank = ranks.set_index(METHOD_COL)["mean_rank"]
     table["mean rank"] = [f"{rank[m]:.2f}" if m in rank else "n/a" for m in methods]
     table[f"p vs {focus} (Holm)"] = [_versus(pairs, focus, m) for m in methods]

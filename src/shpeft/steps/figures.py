@@ -56,7 +56,9 @@ def run(
             pd.read_csv(tables / paths.RANKS_CSV),
             _nemenyi(tables / paths.NEMENYI_CSV),
             1 - stats.level,
-            cd_title(read_json(tables / paths.FRIEDMAN_JSON), tables_config.metrics[0]),
+            cd_title(
+                read_json(tables / paths.FRIEDMAN_JSON), tables_config.metrics[0], 1 - stats.level
+            ),
             out,
         )
         for dataset in grid.datasets:
@@ -76,12 +78,14 @@ def _nemenyi(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def cd_title(friedman: dict[str, Any], metric: str) -> str:
-    """What the critical-difference figure shows, or why it shows nothing."""
+def cd_title(friedman: dict[str, Any], metric: str, alpha: float) -> str:
+    """What the critical-difference figure shows, or why it shows nothing. The post-hoc bars
+    answer a question only where the Friedman test rejects (Demsar 2006); else they describe."""
     where = f"{friedman['methods']} methods on {friedman['datasets']} datasets ({metric})"
     if friedman["note"]:
         return f"{where}: no Friedman test ({friedman['note']})"
-    return f"{where}: mean ranks, Friedman p = {friedman['p_value']:.3g}; Nemenyi bars"
+    verdict = "rejects" if friedman["p_value"] < alpha else "does not reject: bars descriptive only"
+    return f"{where}: mean ranks; Friedman p = {friedman['p_value']:.3g} {verdict}; Nemenyi bars"
 
 
 def where_methods_train(
