@@ -131,3 +131,32 @@ def test_a_sparse_run_logs_its_mask_configuration(tiny_ready):
     assert float(logged["mask.config.rho"]) == mask.rho
     assert logged["mask.config.task_specific"] == mask.task_specific
     assert int(logged["mask.k"]) == folder.config()["mask"]["k"]
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam), ("sgd", torch.optim.SGD)],
+)
+def test_each_optimizer_of_the_recipe_trains_with_its_settings(name, kind):
+    from shpeft.train.config import FinetuneConfig
+    from shpeft.train.loop import new_state
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 1)
+    cfg = FinetuneConfig(optimizer=name, lr=0.05, momentum=0.5, weight_decay=0.01, warmup=0)
+    state = new_state(list(layer.named_parameters()), cfg, steps_per_epoch=50, seed=0)
+    assert type(state.optimizer) is kind
+    decay, no_decay = state.optimizer.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0  # not on the bias
+    assert state.optimizer.defaults.get("momentum", 0.5) == 0.5
+    x = torch.randn(64, 4)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 1.0
+    losses = []
+    for _ in range(50):
+        loss = ((layer(x).squeeze(1) - y) ** 2).mean()
+        state.optimizer.zero_grad()
+        loss.backward()
+        state.optimizer.step()
+        state.scheduler.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]

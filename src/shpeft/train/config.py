@@ -27,7 +27,7 @@ class AugmentConfig(Section):
 
 
 class FinetuneConfig(Section):
-    """AdamW, linear warmup then cosine decay; the epoch best on validation is kept."""
+    """An optimizer, linear warmup then cosine decay; the epoch best on validation is kept."""
 
     epochs: int = Field(10, ge=1)
     """Training epochs."""
@@ -35,8 +35,13 @@ class FinetuneConfig(Section):
     """Images per training step (evaluation uses twice as many)."""
     lr: float = Field(1e-3, gt=0)
     """Peak learning rate."""
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    """`adamw` (decoupled weight decay), `adam` (weight decay added to the gradient, as GPS's
+    code) or `sgd` with `momentum` (the recipes of AdaptFormer and VPT)."""
+    momentum: float = Field(0.9, ge=0, lt=1)
+    """Momentum of `sgd` (Adam and AdamW keep their default betas)."""
     weight_decay: float = Field(0.05, ge=0)
-    """AdamW weight decay of weight matrices (biases and norms have none)."""
+    """Weight decay of weight matrices (biases and norms have none)."""
     warmup: float = Field(1.0, ge=0)
     """Linear warmup length in epochs (may be fractional), then cosine decay to zero."""
     grad_clip: float = Field(1.0, ge=0)

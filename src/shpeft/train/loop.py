@@ -1,6 +1,7 @@
 """The training loop shared by fine-tuning, importance scoring's probe and the demo pretraining.
 
-AdamW (no weight decay on biases and norms), linear warmup then cosine decay per step, gradient
+AdamW, Adam or SGD (`finetune.optimizer`; no weight decay on biases and norms), linear warmup
+then cosine decay per step, gradient
 clipping, bf16 autocast on CUDA unless the config says otherwise. The epoch with the best
 validation score is kept; the test split is never seen here.
 """
@@ -45,6 +46,14 @@ def param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float) ->
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+#: `FinetuneConfig.optimizer`: each builds its optimizer over the parameter groups.
+OPTIMIZERS: dict[str, Callable[[list[dict], FinetuneConfig], torch.optim.Optimizer]] = {
+    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr),
+    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr),
+    "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum),
+}
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -107,8 +116,9 @@ def _progress(iterable, total: int, desc: str):
 def new_state(
     named: list[tuple[str, nn.Parameter]], cfg: FinetuneConfig, steps_per_epoch: int, seed: int
 ) -> TrainingState:
-    """A fresh state: AdamW, warmup-cosine schedule, a data-order generator seeded by `seed`."""
-    optimizer = torch.optim.AdamW(param_groups(named, cfg.weight_decay), lr=cfg.lr)
+    """A fresh state: the configured optimizer, warmup-cosine schedule, a data-order generator
+    seeded by `seed`."""
+    optimizer = OPTIMIZERS[cfg.optimizer](param_groups(named, cfg.weight_decay), cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         warmup_cosine(cfg.epochs * steps_per_epoch, round(cfg.warmup * steps_per_epoch)),
