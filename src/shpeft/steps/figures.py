@@ -54,7 +54,7 @@ def run(
         plots.confusions(details, {name: d.class_names for name, d in data.items()}, out)
         plots.critical_difference(
             pd.read_csv(tables / paths.RANKS_CSV),
-            _nemenyi(tables / paths.NEMENYI_CSV),
+            pd.read_csv(tables / paths.NEMENYI_CSV, index_col=0),  # empty without Friedman
             1 - stats.level,
             cd_title(
                 read_json(tables / paths.FRIEDMAN_JSON), tables_config.metrics[0], 1 - stats.level
@@ -68,14 +68,6 @@ def run(
                 dataset, failing, seeds[0], images, predictions, data[dataset].class_names, 8, out
             )
     log.info("figures written to %s", job.outputs["figures"])
-
-
-def _nemenyi(path: Path) -> pd.DataFrame:
-    """The Nemenyi p-values as the aggregate step wrote them (empty without a Friedman test)."""
-    try:
-        return pd.read_csv(path, index_col=0)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
 
 
 def cd_title(friedman: dict[str, Any], metric: str, alpha: float) -> str:

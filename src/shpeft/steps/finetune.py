@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from shpeft import paths
@@ -32,7 +33,7 @@ from shpeft.runs import RunFolder, RunRecord, predictions_frame
 from shpeft.selection.masks import load_mask
 from shpeft.tracking import Tracker, TrackingConfig, tracked_run
 from shpeft.train.config import FinetuneConfig
-from shpeft.train.devices import Compute, resolve_device
+from shpeft.train.devices import Compute
 from shpeft.train.loop import FitResult, evaluate, fit
 from shpeft.train.preprocess import Preprocess
 from shpeft.train.state import Checkpoint
@@ -64,6 +65,7 @@ class Setup:
     backbone: BackboneInfo
     counts: dict[str, Any]
     resolved: dict[str, Any]
+    device: torch.device
 
 
 def run_name(dataset: str, method: str, seed: int, label: str | None = None) -> str:
@@ -139,7 +141,7 @@ def resolve(
     label = f"{point['sweep']}={point['value']}" if point else None
     tags = {"dataset": dataset, "method": method_name, "seed": seed, "sweep": label}
     name = run_name(dataset, method_name, seed, label)
-    return Setup(name, tags, cfg, method, model, data, backbone, counts, resolved)
+    return Setup(name, tags, cfg, method, model, data, backbone, counts, resolved, device)
 
 
 def train(
@@ -157,14 +159,13 @@ def train(
         for row in checkpoint.state["history"]:  # epochs before the crash, for the new run
             log_epoch(row)
     started = time.perf_counter()
-    device = resolve_device(setup.cfg.device)
     result = fit(
         setup.model,
         setup.data.part("train"),
         setup.data.part("val"),
         setup.cfg,
         seed,
-        device,
+        setup.device,
         on_epoch=log_epoch,
         checkpoint=checkpoint,
     )
