@@ -120,5 +120,5 @@ def test_scoring_and_pretraining_follow_the_finetune_device_and_determinism(
     strict = layered(in_tmp, "finetune: {device: cpu, deterministic: true}\n")
     run_job(strict, "backbone")  # the tiny params pretrain their backbone (`weights: pretrain`)
     assert asked == [True, "cpu"]
-    run_job(strict, "score", dataset="tiny_us")
+    run_job(strict, "score", dataset="tiny_us", seed=0)
     assert asked == [True, "cpu"] * 2

@@ -74,6 +74,7 @@ datasets: {boards: {source: checkers, image_size: 16, n: 30}}
 methods: {toy: {kind: one-norm, block: 1}}
 backbone: {weights: none}
 sweeps: {budget: {values: []}, rho: {values: []}}
+tune: {enabled: true}
 """
 
 
@@ -88,6 +89,7 @@ def test_a_method_and_a_source_defined_here_run_through_the_pipeline(registered,
 
     run_job(params, "prepare", dataset="boards")
     run_job(params, "backbone")
+    run_job(params, "tune", dataset="boards", method="toy")  # tuned like every method
     run_job(params, "finetune", dataset="boards", method="toy", seed=0)
     run = RunFolder(LAYOUT.run_dir("boards", "toy", 0))
     assert run.metrics()["trainable_backbone"] == 2 * 32  # norm1 of block 1: scale and shift
@@ -96,4 +98,7 @@ def test_a_method_and_a_source_defined_here_run_through_the_pipeline(registered,
 
 
 def _no_overrides() -> dict:
-    return {"finetune": {key: None for key in method_registry.FinetuneOverride.model_fields}}
+    return {
+        "finetune": {key: None for key in method_registry.FinetuneOverride.model_fields},
+        "tune": {key: None for key in method_registry.TuneGridOverride.model_fields},
+    }

@@ -34,8 +34,8 @@ def masked(in_tmp):
     params = layered(in_tmp, OVERLAY)
     run_job(params, "prepare", dataset="tiny_us")
     run_job(params, "backbone")
-    run_job(params, "score", dataset="tiny_us")
-    run_job(params, "mask", dataset="tiny_us", variant="hybrid")
+    run_job(params, "score", dataset="tiny_us", seed=0)
+    run_job(params, "mask", dataset="tiny_us", variant="hybrid", seed=0)
     return params
 
 
@@ -63,7 +63,7 @@ def test_sh_peft_changes_only_mask_entries_and_saves_a_small_delta(masked):
     model, _, info = load_run(run, LAYOUT.backbone_dir(), masked.methods["sh-peft"])
     merge(model)
     backbone = load_file(LAYOUT.backbone_dir() / "backbone.safetensors")
-    mask = load_mask(LAYOUT.mask_file("tiny_us", "hybrid"), info.sha256)
+    mask = load_mask(LAYOUT.mask_file("tiny_us", "hybrid", 0), info.sha256)
     changed = _flat_changes(model, backbone)
     for name, positions in changed.items():
         allowed = mask.selection.get(name, np.array([], dtype=np.int64))
@@ -103,11 +103,13 @@ def test_sparse_random_draws_the_same_budget_by_seed(masked):
     assert first["trainable_backbone"] == K
     positions = {}
     for seed in (0, 1):
-        if seed:
+        if seed:  # its own hybrid mask gives the budget; the positions are drawn by the seed
+            run_job(masked, "score", dataset="tiny_us", seed=seed)
+            run_job(masked, "mask", dataset="tiny_us", variant="hybrid", seed=seed)
             _train(masked, "sparse-random", seed=seed)
         delta = load_file(LAYOUT.run_dir("tiny_us", "sparse-random", seed) / "delta.safetensors")
         positions[seed] = {k: v for k, v in delta.items() if k.endswith(".indices")}
-    hybrid = load_file(LAYOUT.mask_file("tiny_us", "hybrid"))
+    hybrid = load_file(LAYOUT.mask_file("tiny_us", "hybrid", 0))
     assert positions[0].keys() != hybrid.keys() or any(
         not torch.equal(positions[0][f"{k}.indices"], v) for k, v in hybrid.items()
     )

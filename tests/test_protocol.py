@@ -1,6 +1,6 @@
 """No choice reads the test split: the same grid with its test labels permuted trains the same
-weights and makes the same choices (selected epochs, the best other method); only the test
-scores differ."""
+weights and makes the same choices (tuned recipes, selected epochs, the best other method); only
+the test scores differ."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from shpeft.runs import RunFolder
 from shpeft.steps import run_job
 
 METHODS = ("linear", "sh-peft", "full")
-OVERLAY = "backbone: {weights: none}\nstats: {bootstrap: 20}\n"
+OVERLAY = "backbone: {weights: none}\nstats: {bootstrap: 20}\ntune: {enabled: true}\n"
 
 
 def _grid(root, permute_test: bool) -> dict:
@@ -30,10 +30,11 @@ def _grid(root, permute_test: bool) -> dict:
         labels[test] = np.random.default_rng(0).permutation(labels[test])
         np.save(data / "labels.npy", labels)
     run_job(params, "backbone")
-    run_job(params, "score", dataset="tiny_us")
-    run_job(params, "mask", dataset="tiny_us", variant="hybrid")
+    run_job(params, "score", dataset="tiny_us", seed=0)
+    run_job(params, "mask", dataset="tiny_us", variant="hybrid", seed=0)
     runs = {}
     for method in METHODS:
+        run_job(params, "tune", dataset="tiny_us", method=method)
         run_job(params, "finetune", dataset="tiny_us", method=method, seed=0)
         runs[method] = RunFolder(LAYOUT.run_dir("tiny_us", method, 0))
     grid = f"grid: {{datasets: [tiny_us], methods: [{', '.join(METHODS)}]}}\n"
@@ -44,11 +45,12 @@ def _grid(root, permute_test: bool) -> dict:
             m: [(r.path / name).read_bytes() for name in trained[m]] for m, r in runs.items()
         },
         "choices": {m: (r.metrics()["best_epoch"], r.metrics()["val"]) for m, r in runs.items()},
-        "importance": (LAYOUT.importance_dir("tiny_us") / "importance.safetensors").read_bytes(),
+        "importance": (LAYOUT.importance_dir("tiny_us", 0) / "importance.safetensors").read_bytes(),
+        "tuning": [LAYOUT.tuning_file("tiny_us", m).read_bytes() for m in METHODS],
         "best_other": pd.read_csv(LAYOUT.table("comparisons.csv"))[
             ["scope", "method", "best_other"]
         ].to_dict("records"),
-        "test": {m: r.metrics()["test"]["accuracy"] for m, r in runs.items()},
+        "test": {m: r.metrics()["test"] for m, r in runs.items()},
     }
 
 
@@ -57,6 +59,7 @@ def test_permuted_test_labels_change_no_weight_and_no_choice(in_tmp):
     permuted = _grid(in_tmp / "permuted", permute_test=True)
     assert permuted["trained"] == original["trained"]  # every trained part, byte for byte
     assert permuted["importance"] == original["importance"]
+    assert permuted["tuning"] == original["tuning"]  # every candidate's scores and the choice
     assert permuted["choices"] == original["choices"]  # selected epochs, validation scores
     assert permuted["best_other"] == original["best_other"]
     assert permuted["test"] != original["test"]  # the test labels did change the test scores

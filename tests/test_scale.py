@@ -39,7 +39,7 @@ def gpu_rules() -> set[str]:
 def test_slurm_profile_asks_one_gpu_for_every_gpu_rule():
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    assert gpu_rules() == {"backbone", "score", "finetune", "sweep_finetune"}
+    assert gpu_rules() == {"backbone", "score", "tune", "finetune", "sweep_finetune"}
     for rule in gpu_rules():
         assert profile["set-resources"][rule]["gpu"] == 1, rule  # the plugin's `--gpus=1`
 

@@ -122,8 +122,8 @@ def test_tracking_store_and_artifacts_stay_in_the_project(tiny_ready, in_tmp):
 def test_a_sparse_run_logs_its_mask_configuration(tiny_ready):
     import mlflow
 
-    run_job(tiny_ready, "score", dataset="tiny_us")
-    run_job(tiny_ready, "mask", dataset="tiny_us", variant="hybrid")
+    run_job(tiny_ready, "score", dataset="tiny_us", seed=0)
+    run_job(tiny_ready, "mask", dataset="tiny_us", variant="hybrid", seed=0)
     folder = _run(tiny_ready, "sh-peft", 0)
     logged = mlflow.get_run(folder.tracking()["run_id"]).data.params
     mask = tiny_ready.masks["hybrid"]

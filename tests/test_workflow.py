@@ -17,6 +17,7 @@ from PIL import Image
 
 from conftest import LAYOUT, ROOT, use_tiny_params
 from shpeft.params import load
+from shpeft.runs import RunFolder
 
 pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)
@@ -50,7 +51,7 @@ def planned_jobs(*args: str) -> dict[str, int]:
 
 
 def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
-    use_tiny_params(project)
+    use_tiny_params(project, "tune: {enabled: true}\n")
     snakemake()
     summary = pd.read_csv(LAYOUT.table("summary.csv"))
     runs = summary[~summary["seed"].isin(["mean", "std"])]
@@ -105,11 +106,12 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         "report": 1,
         "all": 1,
     }
-    # A change to the hybrid mask reruns its masks, the runs trained on it and the sweeps of its
-    # method (which read the whole variant, as their DVC stages do), nothing else.
+    # A change to the hybrid mask reruns its masks, the tuning and runs trained on it and the
+    # sweeps of its method (which read the whole variant, as their DVC stages do), nothing else.
     (project / "budget.yaml").write_text("masks: {hybrid: {budget: 0.003}}\n")
     assert planned_jobs("--configfile", "budget.yaml") == {
         "mask": 2,
+        "tune": 2,
         "finetune": 2,
         "sweep_mask": 4,
         "sweep_finetune": 4,
@@ -119,25 +121,42 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         "report": 1,
         "all": 1,
     }
-    # A learning-rate change reruns exactly the finetune jobs and what follows them.
-    use_tiny_params(project, "finetune: {lr: 0.01}\n")
-    assert planned_jobs() == {
-        "finetune": 6,
-        "sweep_finetune": 4,
-        "sweep": 2,
-        "aggregate": 1,
-        "figures": 1,
-        "report": 1,
-        "all": 1,
-    }
-    changed = set(re.findall(r"^(\S+):", sh("dvc", "status").stdout, re.M))
-    datasets = ("tiny_us", "tiny_derm")
-    assert changed == {
-        *(f"finetune-{m}@{d}-0" for d in datasets for m in ("full", "linear", "sh-peft")),
-        *(f"sweep-finetune-budget@{v}-tiny_us-0" for v in (0.001, 0.004)),
-        *(f"sweep-finetune-rho@{v}-tiny_us-0" for v in (0.0, 1.0)),
-        "report",  # it records every param, so it reads them all
-    }
+    # A change of the tuning grid reruns exactly the tune jobs, the runs that train with their
+    # choice and what follows them, in both tools; a learning-rate change does the same.
+    pairs = [(m, d) for m in ("full", "linear", "sh-peft") for d in ("tiny_us", "tiny_derm")]
+    tuning = project / LAYOUT.tuning_file("tiny_us", "linear")
+    first = json.loads(tuning.read_text())["chosen"]["recipe"]
+    on = "tune: {enabled: true}\n"  # over the tiny file's `enabled: false`, layered again
+    for change in (
+        on + "finetune: {lr: 0.01}\n",
+        "tune: {enabled: true, grid: {lr_scale: [0.25, 4.0]}}\n",
+    ):
+        use_tiny_params(project, change)
+        assert planned_jobs() == {
+            "tune": 6,
+            "finetune": 6,
+            "sweep_finetune": 4,
+            "sweep": 2,
+            "aggregate": 1,
+            "figures": 1,
+            "report": 1,
+            "all": 1,
+        }, change
+        changed = set(re.findall(r"^(\S+):", sh("dvc", "status").stdout, re.M))
+        assert changed == {
+            *(f"tune-{m}@{d}" for m, d in pairs),
+            *(f"finetune-{m}@{d}-0" for m, d in pairs),
+            *(f"sweep-finetune-budget@{v}-tiny_us-0" for v in (0.001, 0.004)),
+            *(f"sweep-finetune-rho@{v}-tiny_us-0" for v in (0.0, 1.0)),
+            "report",  # it records every param, so it reads them all
+        }, change
+    # The new grid's choice reaches the runs: each records the recipe of its tuning file.
+    sh("dvc", "repro")
+    tuned = json.loads(tuning.read_text())
+    assert tuned["grid"]["lr_scale"] == [0.25, 4.0] and tuned["chosen"]["recipe"] != first
+    run = RunFolder(project / LAYOUT.run_dir("tiny_us", "linear", 0))
+    assert run.config()["recipe"]["chosen"] == tuned["chosen"]
+    assert "up to date" in sh("dvc", "status").stdout
     # A second experiment in the same checkout: one dataset, one method, one seed, no sweep. It
     # gets every table, figure and the report in its own folder and MLflow experiment, and the
     # first experiment's outputs stay as they were.
@@ -168,7 +187,8 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         name: len(client.search_runs([client.get_experiment_by_name(name).experiment_id]))
         for name in ("tiny", "single")
     }
-    assert counts == {"tiny": 6 + 4, "single": 1}  # grid and sweep runs; the single run
+    # Grid and sweep runs, twice (Snakemake's, then DVC's after the grid change); the single run.
+    assert counts == {"tiny": 2 * (6 + 4), "single": 1}
 
 
 CSV_STUDY = """
@@ -207,8 +227,8 @@ def test_an_edited_label_reruns_prepare_and_what_follows_in_both_tools(project):
     stages = set(re.findall(r"Running stage '([^']+)'", ran))
     assert stages == {
         "prepare-tiny_csv",
-        "score@tiny_csv",
-        *(f"mask@tiny_csv-{variant}" for variant in variants),
+        "score@tiny_csv-0",
+        *(f"mask@tiny_csv-{variant}-0" for variant in variants),
         "finetune-linear@tiny_csv-0",
         "aggregate",
         "figures",

@@ -35,8 +35,12 @@ class Domain:
 
     values: Callable[[Params, dict[str, str]], list[Any]]
     #: The params keys DVC's matrix may iterate, the first that params.yaml states (they may name
-    #: wildcards before them, `sweeps.{sweep}`); None: one DVC stage per value instead.
-    dvc: tuple[str, ...] | None = None
+    #: wildcards before them, `sweeps.{sweep}`), or a function of the params giving them (none:
+    #: the values written out); None: one DVC stage per value instead.
+    dvc: tuple[str, ...] | Callable[[Params], tuple[str, ...]] | None = None
+
+    def dvc_keys(self, params: Params) -> tuple[str, ...]:
+        return self.dvc(params) if callable(self.dvc) else self.dvc or ()
 
 
 @dataclass(frozen=True)
@@ -193,15 +197,51 @@ SWEEP_DATASETS = Domain(
 )
 SWEEP_SEEDS = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).seeds, ("sweeps.{sweep}.seeds",))
 
+
+def _listed(keys: str, values: Callable[[Params], list[int]]) -> Callable[[Params], tuple]:
+    """DVC iterates `keys` only where the seeds are that list (every seed its own mask)."""
+    return lambda p: (keys,) if p.score.seed is None and values(p) == p.seeds else ()
+
+
+#: Scoring seeds (`score.seed`): every run's own, or the one shared.
+SCORE_SEEDS = Domain(lambda p, w: p.score_seeds(), _listed("seeds", lambda p: p.score_seeds()))
+MASK_SEEDS = Domain(lambda p, w: p.mask_seeds(), _listed("seeds", lambda p: p.mask_seeds()))
+SWEEP_MASK_SEEDS = Domain(
+    lambda p, w: p.sweep_mask_seeds(w["sweep"]),
+    lambda p: ("sweeps.{sweep}.seeds",) if p.score.seed is None else (),
+)
+
 #: What the steps that compute on a device (besides training) read of `finetune`: where and how
 #: strictly (`train.devices.Compute`).
 COMPUTE = {"device": "finetune.device", "deterministic": "finetune.deterministic"}
 
 
-def method_inputs(params: Params, dataset: str, method: str) -> dict[str, Path]:
-    """Files a method reads besides the data and the backbone: a sparse method's mask."""
+def method_inputs(params: Params, dataset: str, method: str, seed: str) -> dict[str, Path]:
+    """Files a method reads besides the data and the backbone: a sparse method's mask (the one of
+    the run's seed, `Params.mask_seed`)."""
     variant = getattr(params.methods[method], "mask", None)
-    return {"mask": params.layout.mask_file(dataset, variant)} if variant is not None else {}
+    if variant is None:
+        return {}
+    return {"mask": params.layout.mask_file(dataset, variant, params.mask_seed(seed))}
+
+
+def _trains_on(job: Job) -> dict[str, Path]:
+    """What every job that trains on a dataset reads: its prepared data and the backbone."""
+    return {"data": job.layout.data_dir(job["dataset"]), "backbone": job.layout.backbone_dir()}
+
+
+def _tune_masks(params: Params, dataset: str, method: str) -> dict[str, list[Path]]:
+    """A sparse method's masks for each seed its tune job trains with."""
+    seeds = params.tune.seeds_of(params.seeds)
+    found = [method_inputs(params, dataset, method, str(s)).get("mask") for s in seeds]
+    return {"masks": found} if found[0] is not None else {}
+
+
+def recipe_input(params: Params, dataset: str, method: str) -> dict[str, Path]:
+    """A run's tuned recipe, while tuning is on (`tune` step)."""
+    if method not in params.tuned_methods():
+        return {}
+    return {"recipe": params.layout.tuning_file(dataset, method)}
 
 
 def _raw(params: Params, dataset: str) -> list[Path]:
@@ -226,9 +266,9 @@ FINETUNE = Step(
     outputs=lambda j: {"run": j.layout.run_dir(j["dataset"], j["method"], j["seed"])},
     inputs=Inputs(
         each=lambda p, j: {
-            "data": j.layout.data_dir(j["dataset"]),
-            "backbone": j.layout.backbone_dir(),
-            **method_inputs(p, j["dataset"], j["method"]),
+            **_trains_on(j),
+            **method_inputs(p, j["dataset"], j["method"], j["seed"]),
+            **recipe_input(p, j["dataset"], j["method"]),
         }
     ),
     reads={
@@ -250,9 +290,11 @@ SWEEP_FINETUNE = Step(
     },
     inputs=Inputs(
         each=lambda p, j: {
-            "data": j.layout.data_dir(j["dataset"]),
-            "backbone": j.layout.backbone_dir(),
-            "mask": j.layout.sweep_mask_file(j["sweep"], j["value"], j["dataset"]),
+            **_trains_on(j),
+            "mask": j.layout.sweep_mask_file(
+                j["sweep"], j["value"], j["dataset"], p.mask_seed(j["seed"])
+            ),
+            **recipe_input(p, j["dataset"], p.sweep_method(j["sweep"])),
         }
     ),
     reads={
@@ -293,12 +335,11 @@ STEPS: dict[str, Step] = {
         Step(
             "score",
             "score the importance of every eligible weight for one dataset",
-            over={"dataset": DATASETS},
-            outputs=lambda j: {"importance": j.layout.importance_dir(j["dataset"])},
+            over={"dataset": DATASETS, "seed": SCORE_SEEDS},
+            outputs=lambda j: {"importance": j.layout.importance_dir(j["dataset"], j["seed"])},
             inputs=Inputs(
                 each=lambda p, j: {
-                    "data": j.layout.data_dir(j["dataset"]),
-                    "backbone": j.layout.backbone_dir(),
+                    **_trains_on(j),
                 }
             ),
             reads={"score": "score", **COMPUTE},
@@ -307,14 +348,36 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             "mask",
-            "build one mask variant for one dataset",
-            over={"dataset": DATASETS, "variant": VARIANTS},
+            "build one mask variant for one dataset and scoring seed",
+            over={"dataset": DATASETS, "variant": VARIANTS, "seed": MASK_SEEDS},
             outputs=lambda j: {
-                "mask": j.layout.mask_file(j["dataset"], j["variant"]),
-                "stats": j.layout.mask_stats(j["dataset"], j["variant"]),
+                "mask": j.layout.mask_file(j["dataset"], j["variant"], j["seed"]),
+                "stats": j.layout.mask_stats(j["dataset"], j["variant"], j["seed"]),
             },
-            inputs=Inputs(each=lambda p, j: {"importance": j.layout.importance_dir(j["dataset"])}),
+            inputs=Inputs(
+                each=lambda p, j: {"importance": j.layout.importance_dir(j["dataset"], j["seed"])}
+            ),
             reads={"mask": "masks.{variant}"},
+        ),
+        Step(
+            "tune",
+            "choose one method's recipe for one dataset on the validation split",
+            over={"method": Domain(lambda p, w: p.tuned_methods()), "dataset": DATASETS},
+            outputs=lambda j: {"tuning": j.layout.tuning_file(j["dataset"], j["method"])},
+            inputs=Inputs(
+                each=lambda p, j: {
+                    **_trains_on(j),
+                    **_tune_masks(p, j["dataset"], j["method"]),
+                }
+            ),
+            reads={
+                "method_config": "methods.{method}",
+                "finetune": "finetune",
+                "tune": "tune",
+                "seeds": "seeds",
+            },
+            gpu=True,
+            resources="tune",
         ),
         FINETUNE,
         Step(
@@ -337,7 +400,11 @@ STEPS: dict[str, Step] = {
                 gathered=lambda p, j: {
                     **_grid_runs(p, j),
                     **_per_dataset("data_dir", "data")(p, j),
-                    "masks": [j.layout.mask_stats(d, v) for d in p.grid.datasets for v in p.masks],
+                    "masks": [
+                        j.layout.mask_stats(d, v, p.mask_seeds()[0])
+                        for d in p.grid.datasets
+                        for v in p.masks
+                    ],
                 },
                 roots={
                     "runs": lambda j: j.layout.runs_root(),
@@ -349,13 +416,20 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             "sweep_mask",
-            "build a sweep's mask at one value for one dataset",
-            over={"sweep": SWEEPS, "value": SWEEP_VALUES, "dataset": SWEEP_DATASETS},
-            outputs=lambda j: {
-                "mask": j.layout.sweep_mask_file(j["sweep"], j["value"], j["dataset"]),
-                "stats": j.layout.sweep_mask_stats(j["sweep"], j["value"], j["dataset"]),
+            "build a sweep's mask at one value for one dataset and scoring seed",
+            over={
+                "sweep": SWEEPS,
+                "value": SWEEP_VALUES,
+                "dataset": SWEEP_DATASETS,
+                "seed": SWEEP_MASK_SEEDS,
             },
-            inputs=Inputs(each=lambda p, j: {"importance": j.layout.importance_dir(j["dataset"])}),
+            outputs=lambda j: {
+                "mask": j.layout.sweep_mask_file(j["sweep"], j["value"], j["dataset"], j["seed"]),
+                "stats": j.layout.sweep_mask_stats(j["sweep"], j["value"], j["dataset"], j["seed"]),
+            },
+            inputs=Inputs(
+                each=lambda p, j: {"importance": j.layout.importance_dir(j["dataset"], j["seed"])}
+            ),
             reads={"mask": lambda p, j: f"masks.{p.sweep_variant(j['sweep'])}"},
         ),
         SWEEP_FINETUNE,
@@ -391,7 +465,11 @@ STEPS: dict[str, Step] = {
                 gathered=lambda p, j: {
                     "sweeps": [j.layout.sweep_summary_dir(s) for s in p.sweeps.active()],
                     **_per_dataset("data_dir", "data")(p, j),
-                    **_per_dataset("importance_dir", "importance")(p, j),
+                    "importance": [
+                        j.layout.importance_dir(d, s)
+                        for d in p.grid.datasets
+                        for s in p.score_seeds()
+                    ],
                     **_grid_runs(p, j),
                 },
                 roots={

@@ -102,7 +102,7 @@ def _stage(params: Params, step: dag.Step, fixed: dict[str, str]) -> dict[str, A
 def _axis(params: Params, domain: dag.Domain, fixed: dict[str, str]) -> Any:
     """`${key}` of the first params list of the axis that params.yaml states; its values where
     it states none (DVC interpolates only what the file says; they are then code defaults)."""
-    for key in (candidate.format(**fixed) for candidate in domain.dvc):
+    for key in (candidate.format(**fixed) for candidate in domain.dvc_keys(params)):
         if params.raw_at(key) is not None:
             return f"${{{key}}}"
     return list(domain.values(params, fixed))

@@ -39,6 +39,7 @@ from shpeft.selection.masks import MaskConfig
 from shpeft.sweeps import Sweeps
 from shpeft.tracking import TrackingConfig
 from shpeft.train.config import FinetuneConfig
+from shpeft.train.tuning import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -74,6 +75,8 @@ class Resources(Section):
     """The backbone step (pretraining or downloading)."""
     score: JobResources = JobResources(runtime=60, mem_mb=16000)
     """Each score job."""
+    tune: JobResources = JobResources(runtime=720, mem_mb=16000)
+    """Each tune job (it trains every candidate recipe of one method on one dataset)."""
     finetune: JobResources = JobResources(runtime=240, mem_mb=16000)
     """Each finetune job, sweep runs included."""
 
@@ -96,6 +99,8 @@ class ParamsBase(Section):
     """The pretrained ViT."""
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     """How every run trains (`methods.<id>.finetune` overrides keys per method)."""
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    """Per-method recipe tuning on the validation split, per dataset."""
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     """Importance scoring per dataset."""
     masks: dict[Name, MaskConfig] = {}
@@ -161,6 +166,37 @@ class ParamsBase(Section):
 
     def sweep_method(self, sweep: str) -> str:
         return self.at(f"sweeps.{sweep}.method")
+
+    def mask_seed(self, seed: int | str) -> str:
+        """The scoring seed of the masks a run with `seed` trains on (a DVC placeholder passes
+        through): its own, or the one shared `score.seed`."""
+        return str(seed) if self.score.seed is None else str(self.score.seed)
+
+    def mask_seeds(self) -> list[int]:
+        """The scoring seeds the grid's runs and tune jobs need: each seed's, or the shared one."""
+        if self.score.seed is not None:
+            return [self.score.seed]
+        tuning = self.tune.seeds_of(self.seeds) if self.tune.enabled else []
+        return list(dict.fromkeys([*self.seeds, *tuning]))
+
+    def score_seeds(self) -> list[int]:
+        """Every scoring seed: the grid's masks' and the sweeps'."""
+        sweeping = [s for sweep in self.sweeps.active() for s in self.sweep_mask_seeds(sweep)]
+        return list(dict.fromkeys([*self.mask_seeds(), *sweeping]))
+
+    def sweep_mask_seeds(self, sweep: str) -> list[int]:
+        """The scoring seeds of a sweep's masks: its seeds, or the one shared `score.seed`."""
+        if self.score.seed is not None:
+            return [self.score.seed]
+        return getattr(self.sweeps, sweep).seeds
+
+    def tuned_methods(self) -> list[str]:
+        """The methods the `tune` step tunes (none while `tune.enabled` is off): the grid's and
+        the sweeps' (a sweep point trains with its method's tuned recipe)."""
+        if not self.tune.enabled:
+            return []
+        sweeping = [self.sweep_method(sweep) for sweep in self.sweeps.active()]
+        return list(dict.fromkeys([*self.grid.methods, *sweeping]))
 
     def sweep_variant(self, sweep: str) -> str:
         """The mask variant a sweep rebuilds: its method's."""

@@ -77,17 +77,25 @@ class Layout:
     def importance_root(self) -> Path:
         return self.root / "importance"
 
-    def importance_dir(self, dataset: str) -> Path:
-        return self.importance_root() / dataset
+    def importance_dir(self, dataset: str, seed: int | str) -> Path:
+        """The scores of one dataset with one scoring seed (`Params.mask_seed`)."""
+        return self.importance_root() / dataset / f"seed{seed}"
 
     def masks_root(self) -> Path:
         return self.root / "masks"
 
-    def mask_file(self, dataset: str, variant: str) -> Path:
-        return self.masks_root() / dataset / f"{variant}.safetensors"
+    def mask_file(self, dataset: str, variant: str, seed: int | str) -> Path:
+        return self.masks_root() / dataset / f"seed{seed}" / f"{variant}.safetensors"
 
-    def mask_stats(self, dataset: str, variant: str) -> Path:
-        return stats_of(self.mask_file(dataset, variant))
+    def mask_stats(self, dataset: str, variant: str, seed: int | str) -> Path:
+        return stats_of(self.mask_file(dataset, variant, seed))
+
+    def tuning_root(self) -> Path:
+        return self.root / "tuning"
+
+    def tuning_file(self, dataset: str, method: str) -> Path:
+        """A method's tuned recipe on a dataset: the choice and every candidate's scores."""
+        return self.tuning_root() / dataset / f"{method}.json"
 
     def runs_root(self) -> Path:
         return self.root / "runs"
@@ -118,14 +126,14 @@ class Layout:
         return self.sweep_dir(sweep) / "points"
 
     def sweep_point_dir(self, sweep: str, value: str, dataset: str) -> Path:
-        """One value of a sweep on one dataset: its mask and a run per seed."""
+        """One value of a sweep on one dataset: its masks and a run per seed."""
         return self.sweep_points_dir(sweep) / value / dataset
 
-    def sweep_mask_file(self, sweep: str, value: str, dataset: str) -> Path:
-        return self.sweep_point_dir(sweep, value, dataset) / "mask.safetensors"
+    def sweep_mask_file(self, sweep: str, value: str, dataset: str, seed: int | str) -> Path:
+        return self.sweep_point_dir(sweep, value, dataset) / "masks" / f"seed{seed}.safetensors"
 
-    def sweep_mask_stats(self, sweep: str, value: str, dataset: str) -> Path:
-        return stats_of(self.sweep_mask_file(sweep, value, dataset))
+    def sweep_mask_stats(self, sweep: str, value: str, dataset: str, seed: int | str) -> Path:
+        return stats_of(self.sweep_mask_file(sweep, value, dataset, seed))
 
     def sweep_run_dir(self, sweep: str, value: str, dataset: str, seed: int | str) -> Path:
         return self.sweep_point_dir(sweep, value, dataset) / f"seed{seed}"

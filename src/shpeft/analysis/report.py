@@ -86,6 +86,30 @@ def run_entries(run_dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[st
     return rows, methods
 
 
+def recipes(run_dirs: Sequence[Path]) -> str:
+    """The recipe each dataset x method trained with, and where it came from (a tuning file and
+    its grid, or the method's own source)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in map(RunFolder, run_dirs):
+        config = run.config()
+        recipe, cfg = config.get("recipe", {}), config["finetune"]
+        tuned = recipe.get("tuned")
+        rows.setdefault(
+            (config["dataset"], config["method"]),
+            {
+                "dataset": config["dataset"],
+                "method": config["method"],
+                "optimizer": cfg["optimizer"],
+                "lr": cfg["lr"],
+                "lr per": cfg.get("lr_batch") or "-",
+                "weight decay": cfg["weight_decay"],
+                "chosen on validation from": compact(recipe["grid"]) if tuned else "not tuned",
+                "own recipe": recipe.get("source", "?"),
+            },
+        )
+    return table(list(rows.values()))
+
+
 def machines(run_dirs: Sequence[Path]) -> str:
     """Where training ran, as the runs recorded it (not the machine writing the report)."""
     seen: dict[str, dict[str, Any]] = {}
@@ -152,9 +176,18 @@ def context(
         },
         "methods": {m: methods[m] for m in params.grid.methods if m in methods},
         "score": compact(params.score.model_dump()),
+        "mask_seeds": (
+            "Each seed scored and built its own masks, so the intervals over seeds include the "
+            "variance of the selection."
+            if params.score.seed is None
+            else f"One mask per dataset and variant, scored with seed {params.score.seed}, shared "
+            "by every seed: the intervals over seeds leave out the variance of the selection."
+        ),
         "masks": compact({name: mask.model_dump() for name, mask in params.masks.items()}),
         "seeds": params.seeds,
         "selection": next(iter(methods.values()))["selection"] if methods else "n/a",
+        "tuning": compact(params.tune.model_dump()),
+        "recipes": recipes(inputs["runs"]),
         "level": level_label(params.stats.level),
         "stats": compact(params.stats.model_dump()),
         "main_table": (Path(inputs["tables"]) / paths.main_table(".md")).read_text(),
@@ -165,7 +198,11 @@ def context(
         "failures": figures,
         "scoring": table(
             [
-                {"dataset": Path(d).name, "seconds": round(read_summary(d)["seconds"], 1)}
+                {
+                    "dataset": Path(d).parent.name,
+                    "scoring seed": read_summary(d)["config"]["seed"],
+                    "seconds": round(read_summary(d)["seconds"], 1),
+                }
                 for d in inputs["importance"]
             ]
         ),

@@ -13,7 +13,13 @@ from pydantic import Field
 from torch import nn
 
 from shpeft.errors import ShpeftError
-from shpeft.methods.registry import RunContext, SizedConfig, SizedMethod, register_method
+from shpeft.methods.registry import (
+    Recipe,
+    RunContext,
+    SizedConfig,
+    SizedMethod,
+    register_method,
+)
 from shpeft.surgery import match_modules, replace_module
 
 
@@ -53,6 +59,17 @@ class Adapter(SizedMethod):
     size_option = "width"
     reference = "AdaptFormer, Chen et al., NeurIPS 2022"
     trains = "a parallel bottleneck MLP per block"
+    recipe = Recipe(
+        finetune={
+            "optimizer": "sgd",
+            "momentum": 0.9,
+            "lr": 0.1,
+            "lr_batch": 256,
+            "weight_decay": 0.0,
+        },
+        source="AdaptFormer's code, ShoufaChen/AdaptFormer: SGD, base lr 0.1 per 256 images, "
+        "no weight decay",
+    )
 
     def _dims(self, model: nn.Module) -> dict[str, int]:
         mlps = match_modules(model, self.cfg.targets, nn.Module, "adapter.targets")

@@ -29,22 +29,43 @@ from pydantic import Field, ValidationError, create_model
 from torch import nn
 
 from shpeft import bound
-from shpeft.config import Section, partial
+from shpeft.config import Section, merged, partial
 from shpeft.errors import ShpeftError
 from shpeft.surgery import freeze, head_names, unfreeze_head
 from shpeft.train.config import FinetuneConfig
+from shpeft.train.tuning import TuneGrid
 
 if TYPE_CHECKING:
     from shpeft.backbone.model import BackboneInfo
 
 FinetuneOverride = partial(FinetuneConfig)
+TuneGridOverride = partial(TuneGrid)
 
 
 class MethodConfig(Section):
     """Keys every method takes besides its `kind`."""
 
     finetune: FinetuneOverride = Field(default_factory=FinetuneOverride)  # type: ignore[valid-type]
-    """Overrides of `finetune` keys for this method only (e.g. a lower `lr` for full tuning)."""
+    """Overrides of `finetune` keys for this method only, over its kind's own recipe (e.g. a
+    lower `lr` for full tuning)."""
+    tune: TuneGridOverride = Field(default_factory=TuneGridOverride)  # type: ignore[valid-type]
+    """Lists of `tune.grid` replaced for this method only, over its kind's own search."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A method kind's own training recipe, as its paper or official code states it (`source`):
+    the `finetune` keys it sets over the shared section, and the `tune.grid` lists its authors
+    searched. Empty: the shared `finetune` section and `tune.grid`."""
+
+    finetune: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    source: str = ""
+
+    def describe(self) -> str:
+        keys = ", ".join(f"{k} {v}" for k, v in self.finetune.items())
+        searched = ", ".join(f"{k} {v}" for k, v in self.grid.items())
+        return f"{keys}{f'; tuned over {searched}' if searched else ''} ({self.source})"
 
 
 @dataclass
@@ -67,6 +88,8 @@ class Method:
     #: For tables: the paper the method follows, and what trains besides the head.
     reference: ClassVar[str] = ""
     trains: ClassVar[str] = ""
+    #: How the method trains unless params say otherwise (`training_config`, `tune_grid`).
+    recipe: ClassVar[Recipe] = Recipe()
 
     def __init__(self, cfg: MethodConfig) -> None:
         self.cfg = cfg
@@ -212,7 +235,10 @@ def _summary(cls: type[Method]) -> str:
     """What the method trains and the paper it follows, for the schema and the reference docs."""
     reference = cls.reference.strip(" -")
     trains = f"besides the head, trains {cls.trains}" if cls.trains else "see its module"
-    return f"{trains}{f'; {reference}' if reference else ''}."
+    recipe = cls.recipe.describe() if cls.recipe.finetune else ""
+    return (
+        f"{trains}{f'; {reference}' if reference else ''}{f'; recipe: {recipe}' if recipe else ''}."
+    )
 
 
 def methods() -> dict[str, type[Method]]:
@@ -221,6 +247,20 @@ def methods() -> dict[str, type[Method]]:
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{__package__}.{module.name}")
     return dict(_METHODS)
+
+
+def training_config(finetune: FinetuneConfig, method_config: MethodConfig) -> FinetuneConfig:
+    """How a method trains: the shared `finetune` section, its kind's recipe over it, then the
+    keys `methods.<id>.finetune` states."""
+    recipe = FinetuneOverride(**methods()[method_config.kind].recipe.finetune)
+    return merged(merged(finetune, recipe), method_config.finetune)
+
+
+def tune_grid(grid: TuneGrid, method_config: MethodConfig) -> TuneGrid:
+    """A method's tuning candidates: `tune.grid`, its kind's own search over it, then the lists
+    `methods.<id>.tune` states."""
+    searched = TuneGridOverride(**methods()[method_config.kind].recipe.grid)
+    return merged(merged(grid, searched), method_config.tune)
 
 
 def config_union() -> Any:

@@ -23,7 +23,7 @@ from torch import nn
 
 from shpeft.config import Name
 from shpeft.errors import ShpeftError
-from shpeft.methods.registry import Method, MethodConfig, RunContext, register_method
+from shpeft.methods.registry import Method, MethodConfig, Recipe, RunContext, register_method
 from shpeft.selection.masks import Mask, Selection, load_mask, random_selection, split_flat
 from shpeft.sparse.inject import inject, load_delta, merge, save_delta
 from shpeft.surgery import freeze, head_names
@@ -34,7 +34,8 @@ class SparseConfig(MethodConfig):
 
     mask: Name
     """The mask variant (a key of `masks`) whose entries train, read from
-    `results/masks/<dataset>/<mask>.safetensors`."""
+    `results/<experiment>/masks/<dataset>/seed<s>/<mask>.safetensors` (s: the run's seed, or the
+    shared `score.seed`)."""
 
 
 @register_method("sh-peft")
@@ -82,6 +83,10 @@ class Spt(SparseMask):
     reference = "SPT, He et al., ICCV 2023 (unstructured part)"
     trains = "k entries of qkv/proj/fc1/fc2 by sensitivity sum g^2"
     own_rule = {"rule": "split", "task_specific": "grad_l2", "rho": 1.0, "scope": "global"}
+    recipe = Recipe(
+        finetune={"optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001},
+        source="SPT's code, ziplab/SPT train_spt.py: AdamW, lr 1e-3, weight decay 1e-4",
+    )
 
 
 @register_method("gps")
@@ -91,6 +96,12 @@ class Gps(SparseMask):
     reference = "GPS, Zhang et al., CVPR 2024"
     trains = "the top-K inputs of every neuron by gradient magnitude"
     own_rule = {"rule": "per_neuron", "task_specific": "grad_l1"}
+    recipe = Recipe(
+        finetune={"optimizer": "adam", "lr": 0.001, "weight_decay": 0.0},
+        grid={"lr_scale": [0.3, 1.0, 3.0, 10.0]},
+        source="GPS's code, FightingFighting/GPS train_gps.py: Adam without weight decay, lr "
+        "chosen per task from 3e-4 to 1e-2",
+    )
 
 
 @register_method("sparse-random")

@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import nn
 
 from shpeft.errors import ShpeftError
-from shpeft.methods.registry import Method, MethodConfig, RunContext, register_method
+from shpeft.methods.registry import Method, MethodConfig, Recipe, RunContext, register_method
 from shpeft.surgery import match_modules, replace_module
 
 # SSF's own list, in its order (which is the order its scales are initialised in), so not
@@ -72,6 +72,11 @@ class Ssf(Method):
     config_cls = SsfConfig
     reference = "Lian et al., NeurIPS 2022"
     trains = "a scale and shift per channel after each operation"
+    recipe = Recipe(
+        finetune={"optimizer": "adamw", "lr": 0.005, "weight_decay": 0.00005},
+        source="SSF's VTAB scripts, dongzelian/SSF train_scripts/vit/vtab: AdamW, lr 5e-3 "
+        "(1e-3 to 1e-2 per task), weight decay 5e-5",
+    )
 
     def _targets(self, model: nn.Module) -> dict[str, int]:
         found = match_modules(model, self.cfg.targets, nn.Module, "ssf.targets")

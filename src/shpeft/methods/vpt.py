@@ -18,7 +18,13 @@ from pydantic import Field
 from torch import nn
 
 from shpeft.errors import ShpeftError
-from shpeft.methods.registry import RunContext, SizedConfig, SizedMethod, register_method
+from shpeft.methods.registry import (
+    Recipe,
+    RunContext,
+    SizedConfig,
+    SizedMethod,
+    register_method,
+)
 
 
 class VptConfig(SizedConfig):
@@ -55,6 +61,18 @@ class _Vpt(SizedMethod):
     config_cls = VptConfig
     size_option = "length"
     reference = "Jia et al., ECCV 2022"
+    recipe = Recipe(
+        finetune={
+            "optimizer": "sgd",
+            "momentum": 0.9,
+            "lr": 0.5,
+            "lr_batch": 256,
+            "weight_decay": 0.001,
+        },
+        grid={"weight_decay": [0.0, 0.0001, 0.001, 0.01]},
+        source="VPT's paper, appendix A: SGD, lr per 256 images and weight decay chosen per task "
+        "on validation, from 0.05 to 50 and these four",
+    )
     deep: ClassVar[bool]
 
     def _layers(self, model: nn.Module) -> int:

@@ -57,8 +57,10 @@ class ScoreConfig(Section):
     """Entries kept per criterion (at least 10x the largest mask budget)."""
     per_row: int = Field(4, ge=1)
     """Entries kept per output neuron (row of a weight) and criterion, for GPS-style masks."""
-    seed: int = Field(0, ge=0)
-    """Seeds the probe and the choice of batches."""
+    seed: int | None = Field(None, ge=0)
+    """Seeds the probe and the choice of batches. Unset: each run's own seed, so every seed has
+    its own scores and masks and the spread over seeds includes the selection's; set: one
+    shared mask per dataset and variant for all seeds (the ablation that leaves it out)."""
 
 
 def eligible_parameters(model: nn.Module, patterns: Sequence[str]) -> dict[str, nn.Parameter]:

@@ -94,5 +94,8 @@ def where_methods_train(
 
 
 def mask_statistics(files: list[Path]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Mask statistics by (variant, dataset), from `results/masks/<dataset>/<variant>.json`."""
-    return {(Path(f).stem, Path(f).parent.name): read_json(f) for f in files if Path(f).is_file()}
+    """Mask statistics by (variant, dataset), from `masks/<dataset>/seed<s>/<variant>.json` (the
+    DAG hands the first scoring seed's)."""
+    return {
+        (Path(f).stem, Path(f).parent.parent.name): read_json(f) for f in files if Path(f).is_file()
+    }

@@ -27,7 +27,14 @@ from shpeft.dag import Job
 from shpeft.data.prepared import PreparedDataset
 from shpeft.fileio import sha256_file
 from shpeft.methods.locations import locations
-from shpeft.methods.registry import Method, MethodConfig, RunContext, create_method
+from shpeft.methods.registry import (
+    FinetuneOverride,
+    Method,
+    MethodConfig,
+    RunContext,
+    create_method,
+    training_config,
+)
 from shpeft.provenance import machine, versions
 from shpeft.runs import RunFolder, RunRecord, predictions_frame
 from shpeft.selection.masks import load_mask
@@ -37,6 +44,7 @@ from shpeft.train.devices import Compute
 from shpeft.train.loop import FitResult, evaluate, fit
 from shpeft.train.preprocess import Preprocess
 from shpeft.train.state import Checkpoint
+from shpeft.train.tuning import read_tuning
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +119,15 @@ def resolve(
 ) -> Setup:
     """Seed, load the data and backbone, apply the method; the resolved config of the run."""
     dataset, seed = job["dataset"], int(job["seed"])
-    cfg = merged(finetune, method_config.finetune)
-    method = create_method(method_config)
-    device = Compute(cfg.device, cfg.deterministic).start(seed)  # before any initialisation
+    cfg = training_config(finetune, method_config)
+    recipe: dict[str, Any] = {"tuned": None}
+    if "recipe" in inputs:
+        tuned = read_tuning(inputs["recipe"], dataset, method_name)
+        cfg = merged(cfg, FinetuneOverride(**tuned["chosen"]["recipe"]))
+        recipe = {"tuned": str(inputs["recipe"]), **{k: tuned[k] for k in ("grid", "chosen")}}
     data = PreparedDataset.load(inputs["data"])
-    model, backbone = load_backbone(inputs["backbone"], data.num_classes)
-    extra = {k: v for k, v in inputs.items() if k not in ("data", "backbone")}
-    model = method.apply(model, RunContext(dataset, seed, backbone, extra))
+    method, model, backbone, device = method_model(method_config, cfg, inputs, data, dataset, seed)
+    recipe["source"] = method.recipe.source or "the shared finetune section"
     counts: dict[str, Any] = method.count(model)
     counts["trainable_fraction"] = counts["trainable_backbone"] / backbone.num_params
     resolved = {
@@ -126,6 +136,7 @@ def resolve(
         "seed": seed,
         "method_config": method.cfg.model_dump(),
         "finetune": cfg.model_dump(),
+        "recipe": recipe,
         "backbone": {k: backbone.raw[k] for k in ("config", "sha256", "origin", "num_params")},
         "data": {
             k: data.manifest[k] for k in ("class_names", "sizes", "split_origin", "arrays_sha256")
@@ -135,13 +146,31 @@ def resolve(
         "versions": versions(),
         "selection": f"best validation {cfg.select}; test scored once with that checkpoint",
         **({"sweep_point": point} if point else {}),
-        **({"mask": mask_record(extra["mask"], backbone.sha256)} if "mask" in extra else {}),
+        **({"mask": mask_record(inputs["mask"], backbone.sha256)} if "mask" in inputs else {}),
         "machine": machine(),
     }
     label = f"{point['sweep']}={point['value']}" if point else None
     tags = {"dataset": dataset, "method": method_name, "seed": seed, "sweep": label}
     name = run_name(dataset, method_name, seed, label)
     return Setup(name, tags, cfg, method, model, data, backbone, counts, resolved, device)
+
+
+def method_model(
+    method_config: MethodConfig,
+    cfg: FinetuneConfig,
+    inputs: dict[str, Path],
+    data: PreparedDataset,
+    dataset: str,
+    seed: int,
+) -> tuple[Method, nn.Module, BackboneInfo, torch.device]:
+    """Seed (before any initialisation), load the backbone with a fresh head for `data`, apply
+    the method: what a run and each candidate of a tune job start from."""
+    device = Compute(cfg.device, cfg.deterministic).start(seed)
+    method = create_method(method_config)
+    model, backbone = load_backbone(inputs["backbone"], data.num_classes)
+    extra = {k: v for k, v in inputs.items() if k not in ("data", "backbone", "recipe")}
+    model = method.apply(model, RunContext(dataset, seed, backbone, extra))
+    return method, model, backbone, device
 
 
 def train(

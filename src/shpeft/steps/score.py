@@ -39,8 +39,9 @@ def run(
     job: Job, inputs: dict[str, Path], score: ScoreConfig, device: str, deterministic: bool
 ) -> dict[str, Any]:
     compute = Compute(device, deterministic)
+    seeded = score.model_copy(update={"seed": int(job["seed"])})  # the job's: `Params.mask_seed`
     return score_dataset(
-        inputs["data"], inputs["backbone"], score, job.outputs["importance"], compute
+        inputs["data"], inputs["backbone"], seeded, job.outputs["importance"], compute
     )
 
 
@@ -51,8 +52,10 @@ def score_dataset(
     out_dir: Path,
     compute: Compute = AUTO,
 ) -> dict[str, Any]:
-    """Score one dataset's eligible weights; write the top entries and the summary."""
+    """Score one dataset's eligible weights; write the top entries and the summary. An unset
+    `score.seed` scores with seed 0."""
     started = time.perf_counter()
+    score = score.model_copy(update={"seed": score.seed or 0})
     device = compute.start(score.seed)
     data = PreparedDataset.load(data_dir)
     model, backbone = load_backbone(backbone_dir, data.num_classes)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 #: Validation metrics a run may be selected by; all are "higher is better" except loss.
 SelectMetric = Literal["accuracy", "balanced_accuracy", "macro_f1", "auc", "loss"]
+OptimizerName = Literal["adamw", "adam", "sgd"]
 
 
 class AugmentConfig(Section):
@@ -34,8 +35,11 @@ class FinetuneConfig(Section):
     batch_size: int = Field(32, ge=1)
     """Images per training step (evaluation uses twice as many)."""
     lr: float = Field(1e-3, gt=0)
-    """Peak learning rate."""
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    """Peak learning rate (per `lr_batch` images when that is set)."""
+    lr_batch: int | None = Field(None, ge=1)
+    """Set: `lr` is stated per this many images and the run uses lr x batch_size / lr_batch (the
+    linear scaling rule of AdaptFormer's and VPT's recipes, base 256); unset: `lr` as it is."""
+    optimizer: OptimizerName = "adamw"
     """`adamw` (decoupled weight decay), `adam` (weight decay added to the gradient, as GPS's
     code) or `sgd` with `momentum` (the recipes of AdaptFormer and VPT)."""
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -59,6 +63,11 @@ class FinetuneConfig(Section):
     what it used)."""
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     """Training augmentation."""
+
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate the optimizer gets, `lr_batch` scaling applied."""
+        return self.lr * self.batch_size / self.lr_batch if self.lr_batch else self.lr
 
     def uses_bf16(self, device: torch.device) -> bool:
         return self.bf16 if self.bf16 is not None else device.type == "cuda"

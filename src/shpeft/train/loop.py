@@ -50,9 +50,9 @@ def param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float) ->
 
 #: `FinetuneConfig.optimizer`: each builds its optimizer over the parameter groups.
 OPTIMIZERS: dict[str, Callable[[list[dict], FinetuneConfig], torch.optim.Optimizer]] = {
-    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr),
-    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr),
-    "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum),
+    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.peak_lr),
+    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.peak_lr),
+    "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.peak_lr, momentum=cfg.momentum),
 }
 
 

@@ -84,13 +84,16 @@ class TrainingState:
         self.best_state = {n: t.to(device) for n, t in state["best_state"].items()}
 
 
-def _better(new: dict[str, float], best: dict[str, float] | None, select: SelectMetric) -> bool:
-    if best is None:
-        return True
+def selection_key(val: dict[str, float], select: SelectMetric) -> tuple[float, ...]:
+    """How validation scores rank (higher is better): by `select`, ties (frequent on small
+    validation sets) to the lower validation loss. Epochs and tuned recipes rank alike."""
     if select == "loss":
-        return new["loss"] < best["loss"]
-    # Ties (frequent on small validation sets) go to the lower validation loss.
-    return (new[select], -new["loss"]) > (best[select], -best["loss"])
+        return (-val["loss"],)
+    return (val[select], -val["loss"])
+
+
+def _better(new: dict[str, float], best: dict[str, float] | None, select: SelectMetric) -> bool:
+    return best is None or selection_key(new, select) > selection_key(best, select)
 
 
 def _rng_state(order: torch.Generator) -> dict[str, Any]:
