@@ -198,14 +198,17 @@ SWEEP_DATASETS = Domain(
 SWEEP_SEEDS = Domain(lambda p, w: getattr(p.sweeps, w["sweep"]).seeds, ("sweeps.{sweep}.seeds",))
 
 
-def _listed(keys: str, values: Callable[[Params], list[int]]) -> Callable[[Params], tuple]:
-    """DVC iterates `keys` only where the seeds are that list (every seed its own mask)."""
-    return lambda p: (keys,) if p.score.seed is None and values(p) == p.seeds else ()
+def _scoring_seeds(values: Callable[[Params], list[int]]) -> Domain:
+    """Scoring seeds (`score.seed`: every run's own, or the one shared); DVC iterates `seeds`
+    where they are that list, and gets them written out otherwise."""
+    return Domain(
+        lambda p, w: values(p),
+        lambda p: ("seeds",) if p.score.seed is None and values(p) == p.seeds else (),
+    )
 
 
-#: Scoring seeds (`score.seed`): every run's own, or the one shared.
-SCORE_SEEDS = Domain(lambda p, w: p.score_seeds(), _listed("seeds", lambda p: p.score_seeds()))
-MASK_SEEDS = Domain(lambda p, w: p.mask_seeds(), _listed("seeds", lambda p: p.mask_seeds()))
+SCORE_SEEDS = _scoring_seeds(lambda p: p.score_seeds())
+MASK_SEEDS = _scoring_seeds(lambda p: p.mask_seeds())
 SWEEP_MASK_SEEDS = Domain(
     lambda p, w: p.sweep_mask_seeds(w["sweep"]),
     lambda p: ("sweeps.{sweep}.seeds",) if p.score.seed is None else (),

@@ -86,6 +86,16 @@ def run_entries(run_dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[st
     return rows, methods
 
 
+def scoring_entry(importance_dir: Path) -> dict[str, Any]:
+    """One score job's line of the compute section: its dataset, seed and time."""
+    summary = read_summary(importance_dir)
+    return {
+        "dataset": Path(importance_dir).parent.name,
+        "scoring seed": summary["config"]["seed"],
+        "seconds": round(summary["seconds"], 1),
+    }
+
+
 def recipes(run_dirs: Sequence[Path]) -> str:
     """The recipe each dataset x method trained with, and where it came from (a tuning file and
     its grid, or the method's own source)."""
@@ -196,16 +206,7 @@ def context(
         )
         or "No sweep ran (`sweeps.*.values` empty).\n",
         "failures": figures,
-        "scoring": table(
-            [
-                {
-                    "dataset": Path(d).parent.name,
-                    "scoring seed": read_summary(d)["config"]["seed"],
-                    "seconds": round(read_summary(d)["seconds"], 1),
-                }
-                for d in inputs["importance"]
-            ]
-        ),
+        "scoring": table([scoring_entry(d) for d in inputs["importance"]]),
         "training": table(runs),
     }
 

@@ -213,11 +213,7 @@ def write(out: Path, setup: Setup, result: FitResult, tracker: Tracker) -> dict[
     metrics = {
         "test": test_metrics,
         "best_epoch": result.best_epoch,
-        "val": {
-            k.removeprefix("val_"): v
-            for k, v in result.history[result.best_epoch - 1].items()
-            if k.startswith("val_")
-        },
+        "val": result.best_val,
         **setup.counts,
         "backbone_params": setup.backbone.num_params,
     }

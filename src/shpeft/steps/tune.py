@@ -36,7 +36,8 @@ def run(
     grid = tune_grid(tune.grid, method_config)
     epochs = tune.epochs or base.epochs
     data = PreparedDataset.load(inputs["data"])
-    per_seed = seed_inputs(inputs, tune.seeds_of(seeds))
+    tune_seeds = tune.seeds_of(seeds)
+    per_seed = seed_inputs(inputs, tune_seeds)
     tried = []
     for recipe in candidates(base, grid):
         cfg = merged(base, FinetuneOverride(**recipe, epochs=epochs))
@@ -52,7 +53,7 @@ def run(
         "method": method,
         "select": base.select,
         "epochs": epochs,
-        "seeds": tune.seeds_of(seeds),
+        "seeds": tune_seeds,
         "grid": grid.model_dump(),
         "own_recipe": recipe_of(base),
         "candidates": tried,
@@ -82,6 +83,4 @@ def train_candidate(
     """One candidate with one seed: its best epoch and that epoch's validation scores."""
     _, model, _, device = method_model(method_config, cfg, inputs, data, dataset, seed)
     result = fit(model, data.part("train"), data.part("val"), cfg, seed, device)
-    best = result.history[result.best_epoch - 1]
-    val = {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
-    return {"seed": seed, "best_epoch": result.best_epoch, "val": val}
+    return {"seed": seed, "best_epoch": result.best_epoch, "val": result.best_val}

@@ -38,6 +38,12 @@ class FitResult:
     best_state: dict[str, torch.Tensor]
     history: list[dict[str, Any]]
 
+    @property
+    def best_val(self) -> dict[str, float]:
+        """The validation scores of the kept epoch, without their `val_` prefix."""
+        best = self.history[self.best_epoch - 1]
+        return {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
+
 
 def param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
     decay = [p for _, p in params if p.ndim >= 2]
