@@ -18,6 +18,8 @@ def test_train_step_reports_every_variant(tmp_path):
     head = rows["linear"]["trainable"]
     assert head == 192 * 10 + 10
     assert rows["sparse"]["trainable"] == report["k"] + head
+    assert rows["sparse-deterministic"]["trainable"] == rows["sparse"]["trainable"]
+    assert report["deterministic_step_vs_sparse"] > 0
     assert rows["floor"]["trainable"] == head
     assert rows["full"]["step_vs_full"] == 1.0
     # AdamW keeps two moments per trained value: state is O(k) for the sparse engine.

@@ -11,11 +11,14 @@ from helpers import dataset, tiny_backbone
 from shpeft.errors import ShpeftError
 from shpeft.selection.importance import (
     SCORES_FILE,
+    TASK_SPECIFIC,
     ScoreConfig,
     agnostic_scores,
+    cross_entropy,
     eligible_parameters,
     gradient_scores,
     layer_summary,
+    supcon_loss,
     top_entries,
     top_per_row,
 )
@@ -36,26 +39,96 @@ class Tiny(nn.Module):
         return block["fc2"](torch.tanh(block["fc1"](x)))
 
 
-def test_gradient_scores_equal_a_direct_computation():
+def _autograd_per_batch(model, params, batches, loss_fn):
+    """Each batch's gradient of the eligible weights, by plain backward calls (no shpeft code)."""
+    grads = []
+    for batch in batches:
+        model.zero_grad()
+        for p in params.values():
+            p.requires_grad_(True)
+        loss_fn(model, batch).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in params.values()]))
+    return torch.stack(grads)
+
+
+def _check_against_autograd(model, params, batches, loss_fn):
+    scores = gradient_scores(model, params, batches, loss_fn)
+    assert all(not p.requires_grad for p in model.parameters())
+    weights = torch.cat([p.detach().flatten() for p in params.values()])
+    g = _autograd_per_batch(model, params, batches, loss_fn)
+    # The pure gradient signals: no weight factor anywhere.
+    torch.testing.assert_close(scores["grad_sum"], g.sum(0).abs())
+    torch.testing.assert_close(scores["grad_l1"], g.abs().sum(0))
+    torch.testing.assert_close(scores["grad_l2"], g.square().sum(0))
+    # The Taylor estimates carry |w|.
+    torch.testing.assert_close(scores["taylor_l1"], (g * weights).abs().sum(0))
+    torch.testing.assert_close(scores["taylor_l2"], (g * weights).square().sum(0))
+
+
+def test_gradient_scores_equal_autograd_statistics_under_cross_entropy():
     torch.manual_seed(0)
     model = Tiny()
     params = eligible_parameters(model, ["blocks.*.fc*.weight"])
     batches = [(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(3)]
-    scores = gradient_scores(model, params, batches, nn.CrossEntropyLoss())
-    assert all(not p.requires_grad for p in model.parameters())
-    weights = torch.cat([p.detach().flatten() for p in params.values()])
-    grads = []
-    for x, y in batches:
-        model.zero_grad()
-        for p in params.values():
-            p.requires_grad_(True)
-        nn.functional.cross_entropy(model(x), y).backward()
-        grads.append(torch.cat([p.grad.flatten() for p in params.values()]))
-    g = torch.stack(grads)
-    torch.testing.assert_close(scores["grad_l2"], g.square().sum(0))
-    torch.testing.assert_close(scores["grad_l1"], g.abs().sum(0))
-    torch.testing.assert_close(scores["taylor_l1"], (g * weights).abs().sum(0))
-    torch.testing.assert_close(scores["taylor_l2"], (g * weights).square().sum(0))
+    _check_against_autograd(model, params, batches, cross_entropy)
+
+
+def test_gradient_scores_equal_autograd_statistics_under_supcon():
+    """The supervised-contrastive loss of two views, against the formula written out here."""
+
+    def supcon_by_hand(model, batch):
+        x, y = batch
+        z = torch.nn.functional.normalize(torch.cat([model(x), model(x.flip(1))]), dim=1)
+        labels = torch.cat([y, y])
+        total, anchors = 0.0, 0
+        for i in range(len(z)):
+            others = [j for j in range(len(z)) if j != i]
+            positives = [j for j in others if labels[j] == labels[i]]
+            if not positives:
+                continue
+            denominator = torch.logsumexp(torch.stack([z[i] @ z[j] / 0.07 for j in others]), 0)
+            total = total - sum(z[i] @ z[j] / 0.07 - denominator for j in positives) / len(
+                positives
+            )
+            anchors += 1
+        return total / anchors
+
+    def supcon(model, batch):
+        x, y = batch
+        return supcon_loss(torch.stack([model(x), model(x.flip(1))]), y, 0.07)
+
+    torch.manual_seed(1)
+    model = Tiny()
+    params = eligible_parameters(model, ["blocks.*.fc*.weight"])
+    batches = [(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 0])) for _ in range(2)]
+    torch.testing.assert_close(supcon(model, batches[0]), supcon_by_hand(model, batches[0]))
+    _check_against_autograd(model, params, batches, supcon)
+
+
+def test_accumulated_gradient_is_gps_answer_where_summed_magnitudes_differ():
+    """GPS's code accumulates `.grad` over the scoring pass and ranks its magnitude, |sum g|.
+    Input 0's gradient flips sign between the two batches, input 1's does not: sum |g| ranks
+    input 0 first, the accumulated gradient input 1, and per neuron ours picks what GPS picks."""
+    model = nn.Linear(2, 1, bias=False)
+    params = eligible_parameters(model, ["weight"])
+    batches = [torch.tensor([[1.0, 0.5]]), torch.tensor([[-1.0, 0.5]])]
+
+    def loss(model, x):
+        return model(x).sum()
+
+    def gps_reference():  # GPS's calculate_gradient: backward per batch, no zeroing between
+        reference = nn.Linear(2, 1, bias=False)
+        reference.load_state_dict(model.state_dict())
+        for x in batches:
+            loss(reference, x).backward()
+        return reference.weight.grad.abs().flatten()
+
+    scores = gradient_scores(model, params, batches, loss)
+    assert top_per_row(scores["grad_sum"], params, 1).tolist() == [[1]]
+    assert top_per_row(scores["grad_l1"], params, 1).tolist() == [[0]]
+    official = gps_reference()
+    assert int(official.argmax()) == 1
+    torch.testing.assert_close(scores["grad_sum"], official)
 
 
 def test_agnostic_scores_top_entries_and_summary():
@@ -70,7 +143,7 @@ def test_agnostic_scores_top_entries_and_summary():
     summary = layer_summary(params, scores)
     assert set(summary) == {"blocks.0.fc1.weight", "blocks.0.fc2.weight"}
     assert summary["blocks.0.fc1.weight"]["magnitude_l1"]["max"] == pytest.approx(
-        float(model.blocks[0]["fc1"].weight.abs().max())
+        float(model.blocks[0]["fc1"].weight.detach().abs().max())
     )
 
 
@@ -103,22 +176,29 @@ def test_score_step_keeps_top_m_per_criterion(tmp_path):
     )
     cfg = ScoreConfig(batches=2, batch_size=8, probe_epochs=1, top_m=500)
     summary = score_dataset(tmp_path / "data", _backbone(tmp_path), cfg, tmp_path / "out")
-    assert list(summary["eligible"]) == [
+    eligible = list(summary["eligible"])
+    matrices = [
         f"blocks.{b}.{t}.weight"
         for b in range(2)
         for t in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
     ]
+    assert set(matrices) < set(eligible) and "patch_embed.proj.weight" in eligible
+    assert {"blocks.0.attn.qkv.bias", "blocks.1.norm2.weight", "norm.bias"} < set(eligible)
+    assert not any(name.startswith(("head", "pos_embed", "cls_token")) for name in eligible)
     with safe_open(str(tmp_path / "out" / SCORES_FILE), framework="pt") as handle:
         keys = set(handle.keys())
-        assert handle.get_tensor("grad_l2.indices").shape == (500,)
-        rows = 2 * (3 * 32 + 32 + 4 * 32 + 32)  # qkv, proj, fc1, fc2 rows of each block
-        assert handle.get_tensor("grad_l1.per_row").shape == (rows, cfg.per_row)
-        scores = handle.get_tensor("taylor_l1.scores")
+        assert handle.get_tensor("cross_entropy/grad_l2.indices").shape == (500,)
+        assert handle.get_tensor("supcon/grad_sum.per_row").shape[1] == cfg.per_row
+        scores = handle.get_tensor("cross_entropy/taylor_l1.scores")
+        supcon = handle.get_tensor("supcon/grad_sum.scores")
+        cross = handle.get_tensor("cross_entropy/grad_sum.scores")
+    criteria = [f"{loss}/{c}" for loss in cfg.losses for c in TASK_SPECIFIC]
     assert keys == {
         f"{c}.{p}"
-        for c in ("taylor_l1", "taylor_l2", "grad_l1", "grad_l2", "magnitude_l1", "magnitude_l2")
+        for c in (*criteria, "magnitude_l1", "magnitude_l2")
         for p in ("indices", "scores", "per_row")
     }
+    assert not torch.equal(supcon, cross)  # two losses, two gradients
     assert torch.all(scores[:-1] >= scores[1:])
     again = score_dataset(tmp_path / "data", tmp_path / "backbone", cfg, tmp_path / "again")
     assert again["layers"] == summary["layers"]  # deterministic for a seed
@@ -134,8 +214,10 @@ def test_scoring_real_breastmnist_on_cpu(tmp_path):
         tmp_path / "data",
     )
     summary = score_dataset(tmp_path / "data", _backbone(tmp_path), ScoreConfig(), tmp_path / "o")
-    assert len(summary["layers"]) == 8
-    assert all(v["taylor_l1"]["sum"] > 0 for v in summary["layers"].values())
+    layers = summary["layers"]
+    assert len(layers) == len(summary["eligible"]) > 8
+    assert all(v["cross_entropy/grad_sum"]["sum"] > 0 for v in layers.values())
+    assert all(v["supcon/grad_l2"]["sum"] > 0 for v in layers.values())
 
 
 def test_top_per_row_picks_each_neurons_best_inputs():

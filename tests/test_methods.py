@@ -16,8 +16,8 @@ from shpeft.errors import ShpeftError
 from shpeft.fileio import write_json
 from shpeft.methods.locations import OUTSIDE, locations
 from shpeft.methods.registry import RunContext, create_method, methods
-from shpeft.selection.importance import ScoreConfig
-from shpeft.selection.masks import MaskConfig
+from shpeft.selection.importance import BLOCK_WEIGHTS, ScoreConfig
+from shpeft.selection.masks import MaskConfig, load_mask
 from shpeft.steps.backbone import build as build_backbone
 from shpeft.steps.mask import build as build_mask
 from shpeft.steps.score import score_dataset
@@ -25,8 +25,10 @@ from shpeft.train.config import AugmentConfig, FinetuneConfig
 from shpeft.train.loop import fit, predict
 from shpeft.train.preprocess import Preprocess
 
-ROWS = 2 * (96 + 32 + 128 + 32)  # output neurons of qkv, proj, fc1, fc2 in both blocks
+ROWS = 2 * (96 + 32 + 128 + 32) + 32  # output neurons of the block matrices and patch embedding
+BIASES = 2 * (96 + 32 + 128 + 32) + 32  # biases of the block Linears and the patch embedding
 K = 60
+K_SPT = 400
 
 # Each method's options for the tiny ViT, and its trainable backbone count worked out by hand.
 CASES = {
@@ -34,20 +36,32 @@ CASES = {
     "linear": ({}, 0),
     "bitfit": ({}, 2 * (32 + 96 + 32 + 32 + 128 + 32) + 32 + 32),  # blocks, patch embed, norm
     "ln-tune": ({}, 5 * 2 * 32),  # norm1 and norm2 of 2 blocks, final norm
-    "lora": ({"rank": 2}, 2 * 2 * ((32 + 96) + (32 + 32) + (32 + 128) + (128 + 32))),
+    "lora": ({"rank": 2}, 2 * 2 * 2 * (32 + 32)),  # query and value of 2 blocks
     "vpt-shallow": ({"length": 3}, 3 * 32),
     "vpt-deep": ({"length": 3}, 2 * 3 * 32),
     "adapter": ({"width": 4}, 2 * (2 * 32 * 4 + 4 + 32)),
     "ssf": ({}, 2 * (32 + 2 * (32 + 96 + 32 + 32 + 128 + 32) + 32)),
     "sh-peft": ({"mask": "hybrid"}, K),
-    "spt": ({"mask": "spt"}, K),
-    "gps": ({"mask": "gps"}, ROWS),
+    "spt": ({"mask": "spt"}, None),  # worked out from the mask: `spt_plan`
+    "spt-unstructured": ({"mask": "spt"}, K_SPT),
+    "gps": ({"mask": "gps"}, ROWS + BIASES),
     "sparse-random": ({"mask": "hybrid"}, K),
 }
 MASKS = {
     "hybrid": MaskConfig(budget_count=K),
-    "spt": MaskConfig(task_specific="grad_l2", rho=1.0, budget_count=K),
-    "gps": MaskConfig(task_specific="grad_l1", rule="per_neuron", per_neuron=1),
+    "spt": MaskConfig(
+        task_specific="grad_l2",
+        rho=1.0,
+        budget_count=K_SPT,
+        candidates=[*BLOCK_WEIGHTS, "blocks.*.bias", "blocks.*.norm?.weight", "norm.*"],
+    ),
+    "gps": MaskConfig(
+        task_specific="grad_sum",
+        loss="supcon",
+        rule="per_neuron",
+        per_neuron=1,
+        candidates=[*BLOCK_WEIGHTS, "patch_embed.proj.weight"],
+    ),
 }
 TRAIN = FinetuneConfig(
     epochs=4, batch_size=16, lr=0.01, augment=AugmentConfig(hflip=0, translate=0, scale=0)
@@ -97,6 +111,42 @@ def _setup(world, kind: str, options: dict):
     return model, create_method({"kind": kind, **options}), RunContext("d", 0, info, inputs)
 
 
+def spt_plan(world, rank=8, alpha=10.0, share=0.2):
+    """SPT's decisions worked out here from the mask file alone: query, key and value are the
+    row thirds of qkv; a matrix with at least rank x (in + out) / alpha entries gets LoRA, a
+    vector with at least `share` of its entries trains in full, the rest keep their entries."""
+    model, info = load_backbone(world / "backbone", 3)
+    params = dict(model.named_parameters())
+    mask = load_mask(world / "masks" / "spt.safetensors", info.sha256)
+    counts = {}
+    for name, positions in mask.selection.items():
+        shape = params[name].shape
+        if name.endswith("qkv.weight") or name.endswith("qkv.bias"):
+            rows = positions // shape[1] if len(shape) == 2 else positions
+            for third, part in enumerate("qkv"):
+                inside = int(np.sum(rows // (shape[0] // 3) == third))
+                part_shape = (shape[0] // 3, *shape[1:])
+                counts[name.replace("qkv.", f"qkv.{part}.")] = (inside, part_shape)
+        else:
+            counts[name] = (len(positions), tuple(shape))
+    structured, full, sparse = set(), set(), 0
+    for name, (count, shape) in counts.items():
+        if len(shape) == 2 and count >= rank * (shape[0] + shape[1]) / alpha:
+            structured.add(name.removesuffix(".weight"))
+        elif len(shape) == 1 and count >= share * shape[0]:
+            full.add(name)
+        else:
+            sparse += count
+    lora = sum(rank * sum(counts[f"{m}.weight"][1]) for m in structured)
+    total = lora + sum(counts[n][1][0] for n in full) + sparse
+    return structured, full, total
+
+
+def _case(world, kind):
+    options, expected = CASES[kind]
+    return options, spt_plan(world)[2] if expected is None else expected
+
+
 def _test_images():
     return stripes(60, 2)
 
@@ -107,7 +157,7 @@ def test_every_registered_method_is_covered():
 
 @pytest.mark.parametrize("kind", list(CASES))
 def test_method_trains_only_its_part_and_reloads(world, kind, tmp_path):
-    options, expected = CASES[kind]
+    options, expected = _case(world, kind)
     model, method, ctx = _setup(world, kind, options)
     assert method.formula(copy.deepcopy(model), ctx) == expected
     torch.manual_seed(0)
@@ -137,18 +187,100 @@ def test_method_trains_only_its_part_and_reloads(world, kind, tmp_path):
     np.testing.assert_allclose(reloaded, probs, atol=1e-6)
 
 
-def test_lora_goes_through_peft(world):
+def test_lora_adapts_query_and_value_of_the_fused_qkv_through_peft(world):
     from peft.tuners.lora import LoraLayer
 
     model, method, ctx = _setup(world, "lora", {"rank": 2})
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        before = model(x)
     method.apply(model, ctx)
-    assert isinstance(model.blocks[0].attn.qkv, LoraLayer)
+    qkv = model.blocks[0].attn.qkv
+    assert [isinstance(qkv.get_submodule(p), LoraLayer) for p in "qkv"] == [True, False, True]
     assert not isinstance(model.patch_embed.proj, LoraLayer)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=0, atol=1e-6)  # B starts at zero
+        for param in model.parameters():
+            if param.requires_grad:
+                param.normal_(0, 0.1)
+        tuned = model(x)
+    method.fold(model)
+    assert type(model.blocks[0].attn.qkv) is torch.nn.Linear  # fused again
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), tuned, rtol=0, atol=1e-5)
+
+
+def test_spt_structured_part_is_exactly_the_matrices_over_the_threshold(world, tmp_path):
+    from peft.tuners.lora import LoraLayer
+
+    from shpeft.sparse.inject import sparse_layers
+
+    structured, full, total = spt_plan(world)
+    assert structured and full  # the case holds both kinds, and sparse entries elsewhere
+    model, method, ctx = _setup(world, "spt", {"mask": "spt"})
+    method.apply(model, ctx)
+    lora = {name for name, module in model.named_modules() if isinstance(module, LoraLayer)}
+    assert lora == structured
+    deltas = sparse_layers(model)
+    assert not {name.removesuffix(".weight") for name in deltas} & structured
+    assert not set(deltas) & full
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all(any(t.startswith(f"{n.rsplit('.', 1)[0]}.") for t in trainable) for n in full)
+    assert method.count(model)["trainable_backbone"] == total
+    # Below the threshold SPT trains exactly its sensitive entries: the mask's, per q/k/v part.
+    mask = load_mask(world / "masks" / "spt.safetensors", ctx.backbone.sha256).selection
+    fc2 = "blocks.1.mlp.fc2.weight"
+    if fc2 in deltas:
+        assert sorted(deltas[fc2].positions.tolist()) == sorted(mask[fc2].tolist())
+
+
+@pytest.mark.parametrize(
+    ("selection", "message"),
+    [
+        ({"blocks.0.attn.qkv.weight": np.array([3 * 32 * 32])}, "lies outside its 3072 entries"),
+        ({"blocks.0.attn.qkv.bias": np.array([5, 5])}, "'blocks.0.attn.qkv.bias' lists a"),
+        ({"blocks.9.mlp.fc1.weight": np.array([0])}, "is not a tensor of this backbone"),
+    ],
+)
+def test_spt_refuses_a_bad_selection_before_splitting_qkv(world, selection, message):
+    model, method, _ = _setup(world, "spt", {"mask": "spt"})
+    with pytest.raises(ShpeftError, match=f"m.st: .*{re.escape(message)}"):
+        method.plan(model, selection, "m.st")
+
+
+def test_gps_trains_every_bias_but_the_norms(world):
+    model, method, ctx = _setup(world, "gps", {"mask": "gps"})
+    method.apply(model, ctx)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    biases = {n for n in trainable if n.endswith("bias") and not n.startswith("head")}
+    assert len(biases) == 2 * 4 + 1  # qkv, proj, fc1, fc2 of both blocks, the patch embedding
+    assert not any("norm" in n for n in trainable)
+    assert any("patch_embed.proj.parametrizations.weight" in n for n in trainable)
+
+
+@pytest.mark.parametrize(("where", "expected"), [("residual", "stream"), ("normed", "normed")])
+def test_adaptformer_adapter_reads_the_residual_stream_before_norm2(world, where, expected):
+    """A hook records what each adapter's down-projection sees: by default the block's stream x
+    as it enters norm2 (AdaptFormer's code), with `input: normed` norm2's output."""
+    model, method, ctx = _setup(world, "adapter", {"width": 4, "input": where})
+    seen = {}
+    block = model.blocks[1]
+    block.norm2.register_forward_hook(
+        lambda _, args, out: seen.update(stream=args[0].detach(), normed=out.detach())
+    )
+    method.apply(model, ctx)
+    block.mlp.down.register_forward_hook(lambda _, args, out: seen.update(down=args[0].detach()))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 16, 16))
+    assert torch.equal(seen["down"], seen[expected])
+    assert not torch.allclose(seen["stream"], seen["normed"])
+    if where == "residual":
+        assert block.norm2.stream is None  # nothing held between passes
 
 
 @pytest.mark.parametrize(
     ("kind", "option", "target", "size"),
-    [("lora", "rank", 3000, 3), ("adapter", "width", 1000, 7), ("vpt-deep", "length", 100, 2)],
+    [("lora", "rank", 3000, 12), ("adapter", "width", 1000, 7), ("vpt-deep", "length", 100, 2)],
 )
 def test_target_params_picks_the_closest_size(world, kind, option, target, size):
     model, method, ctx = _setup(world, kind, {"target_params": target})
@@ -170,7 +302,8 @@ def test_target_params_picks_the_closest_size(world, kind, option, target, size)
         ("lora", {"targets": ["blocks.*.attn.nope"]}, "lora.targets: no module of the backbone"),
         ("adapter", {"targets": ["nothing"]}, "adapter.targets: no module of the backbone"),
         ("ssf", {"targets": ["blocks.*.attn"]}, "'blocks.0.attn' (Attention) is not a Linear"),
-        ("lora", {"targets": ["blocks.*.norm1"]}, "are not Linear modules"),
+        ("lora", {"targets": ["blocks.*.attn.qkv.q", "blocks.*.norm1"]}, "are not Linear modules"),
+        ("lora", {"targets": ["blocks.*.attn.qkv*"]}, "matched together with its parts"),
     ],
 )
 def test_options_that_do_not_fit_the_backbone_are_refused(world, kind, options, message):
@@ -201,7 +334,18 @@ def _fake_run(world, run_dir, kind: str, options: dict):
 
 
 #: The methods whose trained parts fold into the backbone's own weights, as the README lists them.
-FOLDS = {"full", "linear", "bitfit", "ln-tune", "lora", "sh-peft", "spt", "gps", "sparse-random"}
+FOLDS = {
+    "full",
+    "linear",
+    "bitfit",
+    "ln-tune",
+    "lora",
+    "sh-peft",
+    "spt",
+    "spt-unstructured",
+    "gps",
+    "sparse-random",
+}
 
 
 @pytest.mark.parametrize("kind", list(CASES))
@@ -223,12 +367,12 @@ def test_merge_folds_what_it_can_and_refuses_the_rest(world, tmp_path, kind):
 
 @pytest.mark.parametrize("kind", list(CASES))
 def test_locations_account_for_every_trainable_weight(world, kind):
-    options, expected = CASES[kind]
+    options, expected = _case(world, kind)
     model, method, ctx = _setup(world, kind, options)
     found = locations(method.apply(model, ctx))
     assert sum(found.values()) == expected
     layers = {k for (_, k), n in found.items() if n}
-    if kind in ("lora", "sh-peft", "spt", "gps", "sparse-random"):
+    if kind in ("lora", "sh-peft", "sparse-random"):
         assert layers <= {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"} and layers
     if kind == "vpt-deep":  # one prompt row per block
         assert found == {(0, "other"): 3 * 32, (1, "other"): 3 * 32}

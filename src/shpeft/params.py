@@ -233,6 +233,11 @@ class ParamsBase(Section):
                 f"kind '{method.kind}' trains its own selection ({_settings(owned)}), but "
                 f"masks.{variant} has {_settings(wrong)}",
             )
+        if mask.loss not in self.score.losses:
+            yield (
+                f"masks.{variant}.loss",
+                f"'{mask.loss}' is not among score.losses ({', '.join(self.score.losses)})",
+            )
 
     def _sweep_references(self, name: str, sweep: Any) -> Iterator[tuple[str, str]]:
         method = self.methods.get(sweep.method)

@@ -16,7 +16,10 @@ def run_bench(name: str, options: dict[str, Any]) -> None:
 
         report = train_step(TrainStepBench(**given), paths.bench_dir())
         print(table(report))
-        print(f"k = {report['k']}; sparse step / floor step = {report['sparse_step_vs_floor']:.3f}")
+        print(
+            f"k = {report['k']}; sparse step / floor step = {report['sparse_step_vs_floor']:.3f}; "
+            f"deterministic / sparse = {report['deterministic_step_vs_sparse']:.3f}"
+        )
     else:
         from shpeft.bench.loader import LoaderBench, loader, loader_table
 

@@ -10,6 +10,10 @@ to full fine-tuning in the same run. Variants:
   gradients are zeroed (optimizer state for every eligible weight);
 - `sparse`: the sparse engine, the same k entries as trainable deltas;
 - `lora-r8`: the `lora` method at rank 8 (Hugging Face peft on qkv/proj/fc1/fc2);
+- `sparse-deterministic`: `sparse` with torch's deterministic algorithms on during its steps
+  (what `finetune.deterministic` costs the engine: on CUDA `index_add_` then takes its
+  deterministic path; every variant runs with `CUBLAS_WORKSPACE_CONFIG=:4096:8`, which
+  deterministic mode needs);
 - `floor`: nothing trains but the head, yet input gradients flow through every block (the least a
   method with trainable entries in the first block can cost);
 - `linear`: the head only.
@@ -33,12 +37,12 @@ from torch import nn
 
 from shpeft.bench.report import write_report
 from shpeft.methods.registry import RunContext, create_method
-from shpeft.selection.importance import DEFAULT_ELIGIBLE, eligible_parameters
+from shpeft.selection.importance import BLOCK_WEIGHTS, eligible_parameters
 from shpeft.selection.masks import random_selection, split_flat
 from shpeft.sparse.inject import inject
-from shpeft.surgery import freeze, unfreeze_head
+from shpeft.surgery import BLOCK_LINEARS, freeze, unfreeze_head
 
-VARIANTS = ("full", "dense-mask", "sparse", "lora-r8", "floor", "linear")
+VARIANTS = ("full", "dense-mask", "sparse", "sparse-deterministic", "lora-r8", "floor", "linear")
 
 
 @dataclass
@@ -90,7 +94,7 @@ class _RssPeak:
 
 
 def _selection(model: nn.Module, budget: float, seed: int) -> dict[str, np.ndarray]:
-    sizes = {n: p.numel() for n, p in eligible_parameters(model, DEFAULT_ELIGIBLE).items()}
+    sizes = {n: p.numel() for n, p in eligible_parameters(model, BLOCK_WEIGHTS).items()}
     backbone = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("head."))
     k = max(1, round(budget * backbone))
     return split_flat(random_selection(sum(sizes.values()), k, seed), sizes)
@@ -130,16 +134,16 @@ def prepare_variant(
     after_backward = None
     methods = {
         "full": {"kind": "full"},
-        "lora-r8": {"kind": "lora", "rank": 8},
+        "lora-r8": {"kind": "lora", "rank": 8, "targets": list(BLOCK_LINEARS)},
         "linear": {"kind": "linear"},
     }
     if name in methods:
         create_method(methods[name]).apply(model, RunContext("bench", 0, None))
     elif name == "dense-mask":
         after_backward = _dense_mask(model, selection)
-    elif name == "sparse":
+    elif name in ("sparse", "sparse-deterministic"):
         freeze(model)
-        for layer in inject(model, selection).values():
+        for layer in inject(model, selection, "bench").values():
             layer.values.requires_grad_(True)
         unfreeze_head(model)
     elif name == "floor":
@@ -181,15 +185,19 @@ class _Trainer:
 
     def step(self) -> None:
         images, targets = self.batch
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            loss = nn.functional.cross_entropy(self.model(images).float(), targets)
-        loss.backward()
-        if self.after_backward is not None:
-            self.after_backward()
-        self.optimizer.step()
-        if images.device.type == "cuda":
-            torch.cuda.synchronize()
+        torch.use_deterministic_algorithms(self.name.endswith("-deterministic"))
+        try:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                loss = nn.functional.cross_entropy(self.model(images).float(), targets)
+            loss.backward()
+            if self.after_backward is not None:
+                self.after_backward()
+            self.optimizer.step()
+            if images.device.type == "cuda":
+                torch.cuda.synchronize()
+        finally:
+            torch.use_deterministic_algorithms(False)
 
 
 def warm_up(
@@ -243,6 +251,7 @@ def train_step(cfg: TrainStepBench, out_dir: str | Path) -> dict[str, Any]:
     from shpeft.train.devices import resolve_device, seed_everything
 
     torch.set_num_threads(cfg.threads)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     base = timm.create_model(cfg.model, img_size=cfg.img_size, num_classes=10)
@@ -262,9 +271,11 @@ def train_step(cfg: TrainStepBench, out_dir: str | Path) -> dict[str, Any]:
             row[f"{key.split('_')[0]}_vs_full"] = row[key] / full[key] if full[key] else None
     floor = next(row for row in rows if row["variant"] == "floor")
     sparse = next(r for r in rows if r["variant"] == "sparse")
+    strict = next(r for r in rows if r["variant"] == "sparse-deterministic")
     results = {
         "k": sum(len(p) for p in selection.values()),
         "sparse_step_vs_floor": sparse["step_seconds"] / floor["step_seconds"],
+        "deterministic_step_vs_sparse": strict["step_seconds"] / sparse["step_seconds"],
         "variants": rows,
     }
     out = Path(out_dir) / f"train_step-{cfg.model}-{cfg.img_size}px-{device.type}.json"

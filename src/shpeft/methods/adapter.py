@@ -1,11 +1,15 @@
 """AdaptFormer (Chen et al., NeurIPS 2022): a bottleneck MLP parallel to each block's MLP.
 
-The MLP's output becomes `mlp(h) + scale * up(relu(down(h)))`, where `h` is the MLP's own input
-(the block's second LayerNorm output, as in the paper's equation). `up` starts at zero, so
-training starts from the pretrained function.
+The MLP's output becomes `mlp(norm2(x)) + scale * up(dropout(relu(down(a))))`. As in the official
+code (ShoufaChen/AdaptFormer `Block.forward`), the adapter reads the block's residual stream `a = x`
+before the MLP's LayerNorm, has no LayerNorm of its own, a fixed scale 0.1 and dropout 0.1;
+`input: normed` reads the LayerNorm's output instead (`a = norm2(x)`, the paper's equation). `up`
+starts at zero, so training starts from the pretrained function.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +24,7 @@ from shpeft.methods.registry import (
     SizedMethod,
     register_method,
 )
-from shpeft.surgery import match_modules, replace_module
+from shpeft.surgery import match_modules, parent_of, replace_module
 
 
 class AdapterConfig(SizedConfig):
@@ -30,16 +34,46 @@ class AdapterConfig(SizedConfig):
     """Bottleneck width of each adapter."""
     scale: float = 0.1
     """Scale of the adapter's output (the paper's s)."""
-    dropout: float = Field(0.0, ge=0, le=1)
-    """Dropout inside the adapter."""
+    dropout: float = Field(0.1, ge=0, le=1)
+    """Dropout after the adapter's ReLU."""
+    input: Literal["residual", "normed"] = "residual"
+    """What the adapter reads: `residual`, the block's stream before its MLP's LayerNorm (the
+    official code); `normed`, that LayerNorm's output, the MLP's own input (the paper's
+    equation)."""
     targets: list[str] = Field(default_factory=lambda: ["blocks.*.mlp"], min_length=1)
     """Glob patterns of the MLP modules that get a parallel adapter."""
 
 
+class InputTap(nn.Module):
+    """Wraps the MLP's LayerNorm, keeping its input (the residual stream) for the adapter."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+        self.stream: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.stream = x
+        return self.norm(x)
+
+    def take(self) -> torch.Tensor:
+        stream, self.stream = self.stream, None  # held for one forward pass only
+        return stream
+
+
 class ParallelAdapter(nn.Module):
-    def __init__(self, mlp: nn.Module, dim: int, width: int, scale: float, dropout: float):
+    def __init__(
+        self,
+        mlp: nn.Module,
+        dim: int,
+        width: int,
+        scale: float,
+        dropout: float,
+        tap: InputTap | None,
+    ) -> None:
         super().__init__()
         self.mlp = mlp
+        self.tap = [tap]  # a list: the tap is the block's module, not a child of this one
         self.down = nn.Linear(dim, width)
         self.up = nn.Linear(width, dim)
         self.scale = scale
@@ -48,9 +82,10 @@ class ParallelAdapter(nn.Module):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branch = self.up(self.dropout(F.relu(self.down(x))))
-        return self.mlp(x) + self.scale * branch
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        source = h if self.tap[0] is None else self.tap[0].take()
+        branch = self.up(self.dropout(F.relu(self.down(source))))
+        return self.mlp(h) + self.scale * branch
 
 
 @register_method("adapter")
@@ -84,9 +119,23 @@ class Adapter(SizedMethod):
     def adapt(self, model: nn.Module, ctx: RunContext) -> None:
         width = self.size(model)
         for name, dim in self._dims(model).items():
+            tap = self._tap(model, name) if self.cfg.input == "residual" else None
             mlp = model.get_submodule(name)
-            adapter = ParallelAdapter(mlp, dim, width, self.cfg.scale, self.cfg.dropout)
+            adapter = ParallelAdapter(mlp, dim, width, self.cfg.scale, self.cfg.dropout, tap)
             replace_module(model, name, adapter)
+
+    def _tap(self, model: nn.Module, name: str) -> InputTap:
+        """Wrap the LayerNorm in front of MLP `name` (its block's `norm2`) to read its input."""
+        block, _ = parent_of(model, name)
+        norm = getattr(block, "norm2", None)
+        if norm is None:
+            raise ShpeftError(
+                f"adapter.input residual: the block of '{name}' has no norm2 whose input to read "
+                "(use input: normed)"
+            )
+        tap = InputTap(norm)
+        block.norm2 = tap
+        return tap
 
 
 def _in_features(name: str, mlp: nn.Module) -> int:

@@ -16,7 +16,7 @@ from shpeft.backbone.weights import create
 from shpeft.errors import ShpeftError
 from shpeft.methods.registry import RunContext, create_method
 from shpeft.selection.importance import eligible_parameters
-from shpeft.selection.masks import MaskConfig, planned_entries
+from shpeft.selection.masks import MaskConfig, candidate_sizes, planned_entries
 from shpeft.surgery import backbone_parameters
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def overview_model(backbone: BackboneConfig, model: str | None, model_args: dict
 def overview(params: Params, model: nn.Module) -> list[dict[str, Any]]:
     """One row per method of the grid: kind, reference, what trains, trainable count, fraction."""
     backbone = sum(p.numel() for p in backbone_parameters(model).values())
-    shapes = [p.shape for p in eligible_parameters(model, params.score.eligible).values()]
+    scored = eligible_parameters(model, params.score.eligible)
     ctx = RunContext("overview", 0, None)
     rows = []
     for name in params.grid.methods:
@@ -49,7 +49,10 @@ def overview(params: Params, model: nn.Module) -> list[dict[str, Any]]:
         trains = method.trains
         if getattr(cfg, "mask", None) is not None:
             mask = params.masks[cfg.mask]
-            count = planned_entries(mask, backbone, shapes)
+            sizes = {n: p.numel() for n, p in scored.items()}
+            kept = candidate_sizes(mask, sizes, f"masks.{cfg.mask}")
+            entries = planned_entries(mask, backbone, [scored[n].shape for n in kept])
+            count = method.planned(model, entries)
             trains += f" (mask '{cfg.mask}': {_describe(mask)})"
         else:
             count = method.formula(model, ctx)

@@ -1,14 +1,15 @@
 """A Linear layer whose weight changes only at k fixed positions, trained as a k-vector.
 
-`y = x (W + D)^T + b`, where `D[rows[i], cols[i]] = values[i]` and W, b stay frozen. The custom
+`y = x (W + D)^T + b`, where `D[rows[i], cols[i]] = values[i]`; W stays frozen (b too, unless a
+method trains biases in full, as GPS does). The custom
 autograd function never forms D or a dense weight gradient:
 
 - forward: the dense frozen product plus `index_add` of `x[..., cols] * values` into the output
   columns `rows`, O(tokens x k) extra work;
 - backward: the gradient of `values` is `sum over tokens of grad_out[..., rows] * x[..., cols]`
   (O(tokens x k), no k x k intermediate); the input gradient is `grad_out W` plus the scattered
-  sparse part, computed only when something below needs it. Only the input columns that hold a
-  selected entry are kept for backward, not the whole input.
+  sparse part, computed only when something below needs it (the bias's only when it trains).
+  Only the input columns that hold a selected entry are kept for backward, not the whole input.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ class _SparseDeltaLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         kept, weight, values, rows, cols, inverse = ctx.saved_tensors
-        grad_rows = grad_out.reshape(-1, grad_out.shape[-1]).index_select(1, rows)  # (tokens, k)
-        grad_x = grad_values = None
+        flat_out = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_rows = flat_out.index_select(1, rows)  # (tokens, k)
+        grad_x = grad_bias = grad_values = None
+        if ctx.needs_input_grad[2]:  # a bias that trains in full (GPS's)
+            grad_bias = flat_out.sum(0)
         if ctx.needs_input_grad[3]:
             grad_values = (grad_rows * kept.index_select(1, inverse)).sum(0)
         if ctx.needs_input_grad[0]:
@@ -42,7 +46,7 @@ class _SparseDeltaLinear(torch.autograd.Function):
             grad_x.view(-1, grad_x.shape[-1]).index_add_(
                 1, cols, grad_rows * values.to(grad_out.dtype)
             )
-        return grad_x, None, None, grad_values, None, None, None, None
+        return grad_x, None, grad_bias, grad_values, None, None, None, None
 
 
 class SparseDeltaLinear(nn.Module):
@@ -66,6 +70,11 @@ class SparseDeltaLinear(nn.Module):
         self.register_buffer("used_cols", used_cols)
         self.register_buffer("inverse", inverse)
         self.values = nn.Parameter(torch.zeros(len(rows), dtype=base.weight.dtype, device=device))
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """Flat positions of the trained entries within the weight."""
+        return self.rows * self.base.in_features + self.cols
 
     def merged_weight(self) -> torch.Tensor:
         """The effective dense weight W + D, for merging into a plain Linear and for checks."""

@@ -1,13 +1,14 @@
 """The `score` step: importance of every eligible backbone weight for one dataset, top-M kept.
 
 The head is first fitted by a brief linear probe (so that gradients are not those of a random
-head), then the task-specific criteria are accumulated over a few training batches and the
-task-agnostic ones read off the weights (`shpeft.selection.importance`).
+head), then the task-specific criteria are accumulated over a few training batches under each
+scoring loss, and the task-agnostic ones read off the weights (`shpeft.selection.importance`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,15 @@ from shpeft.dag import Job
 from shpeft.data.prepared import PreparedDataset
 from shpeft.selection.importance import (
     ScoreConfig,
+    ScoringLoss,
     agnostic_scores,
+    cross_entropy,
     eligible_parameters,
     gradient_scores,
     layer_summary,
+    pre_head_features,
+    specific_key,
+    supcon_loss,
     top_entries,
     top_per_row,
     write_scores,
@@ -64,12 +70,12 @@ def score_dataset(
     if score.probe_epochs > 0:
         probe(model, train, data.part("val"), score, device)
     model.to(device)
-    batches = scoring_batches(model, train, score, device)
-    on_device = {
-        **gradient_scores(model, params, batches, nn.CrossEntropyLoss()),
-        **agnostic_scores(params),
-    }
-    scores = {name: values.cpu() for name, values in on_device.items()}  # one copy to the host
+    batches = scoring_batches(train, score, device)
+    prep = Preprocess(model, AugmentConfig()).to(device)
+    scores = {name: values.cpu() for name, values in agnostic_scores(params).items()}
+    for loss in score.losses:  # each loss's criteria to the host at once: one set on the device
+        criteria = gradient_scores(model, params, batches, scoring_loss(loss, prep, score))
+        scores.update({specific_key(c, loss): v.cpu() for c, v in criteria.items()})
     tensors = top_tensors(scores, params, score)
     summary = {
         "backbone_sha256": backbone.sha256,
@@ -92,19 +98,33 @@ def probe(model: nn.Module, train, val, score: ScoreConfig, device: torch.device
 
 
 def scoring_batches(
-    model: nn.Module, train: tuple[np.ndarray, np.ndarray], score: ScoreConfig, device
+    train: tuple[np.ndarray, np.ndarray], score: ScoreConfig, device
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first `batches` batches of a seeded shuffle of the training split, preprocessed."""
+    """The first `batches` batches of a seeded shuffle of the training split, on the device."""
     images, labels = train
-    prep = Preprocess(model, AugmentConfig()).to(device)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(score.seed))
     return [
-        (
-            prep(to_device(images[to_numpy(index)], device)),
-            torch.from_numpy(labels[index]).to(device),
-        )
+        (to_device(images[to_numpy(index)], device), torch.from_numpy(labels[index]).to(device))
         for index in order.split(score.batch_size)[: score.batches]
     ]
+
+
+def scoring_loss(
+    loss: ScoringLoss, prep: Preprocess, score: ScoreConfig
+) -> Callable[[nn.Module, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """`loss(model, (images, labels))`: cross-entropy of the plain images, or the supervised
+    contrastive loss of two augmented views (drawn from a generator seeded by `score.seed`, so
+    that each batch's views repeat)."""
+    if loss == "cross_entropy":
+        return lambda model, batch: cross_entropy(model, (prep(batch[0]), batch[1]))
+    generator = torch.Generator().manual_seed(score.seed)
+
+    def supcon(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        images, labels = batch
+        views = torch.stack([pre_head_features(model, prep(images, generator)) for _ in range(2)])
+        return supcon_loss(views, labels, score.temperature)
+
+    return supcon
 
 
 def top_tensors(
