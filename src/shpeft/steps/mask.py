@@ -57,8 +57,9 @@ def build(importance_dir: Path, cfg: MaskConfig, out_file: Path) -> dict[str, An
 
         specific, agnostic = top(f"{specific_name}.indices"), top(f"{cfg.task_agnostic}.indices")
         if cfg.rule == "per_neuron":
-            chosen = Selected(per_neuron(top(f"{specific_name}.per_row"), cfg, k), 0)
-            chosen.from_specific = k = len(chosen.indices)
+            indices = per_neuron(top(f"{specific_name}.per_row"), cfg, k)
+            k = len(indices)  # a whole number per neuron, all task-specific
+            chosen = Selected(indices, k)
         else:
             chosen = select(cfg, specific, agnostic, list(sizes.values()), k)
     if cfg.rule != "per_neuron" and abs(chosen.rho - cfg.rho) > 1 / k:
