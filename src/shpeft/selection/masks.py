@@ -117,9 +117,8 @@ def _fusion(
     union = np.union1d(specific, agnostic)
     side_s = np.array([rho * r_s.get(int(i), 0.0) for i in union])
     side_a = np.array([(1 - rho) * r_a.get(int(i), 0.0) for i in union])
-    order = np.lexsort((union, -(side_s + side_a)))[
-        :k
-    ]  # best mixed score first, ties to the lower index
+    # Best mixed score first, ties to the lower index.
+    order = np.lexsort((union, -(side_s + side_a)))[:k]
     return union[order], int(np.sum(side_s[order] >= side_a[order]))
 
 

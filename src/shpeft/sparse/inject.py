@@ -60,24 +60,29 @@ def checked_positions(name: str, positions: Any, size: int, source: str) -> torc
     return index
 
 
-def checked_selection(model: nn.Module, selection: Selection, source: str) -> None:
-    """Refuse (naming `source`) a selection of a tensor the model lacks, or bad positions."""
+def checked_selection(
+    model: nn.Module, selection: Selection, source: str
+) -> dict[str, torch.Tensor]:
+    """The positions per tensor as long tensors; a tensor the model lacks, or bad positions, are
+    refused naming `source`."""
     params = dict(model.named_parameters())
+    checked = {}
     for name, positions in selection.items():
         if name not in params:
             raise ShpeftError(f"{source}: '{name}' is not a tensor of this backbone")
-        checked_positions(name, positions, params[name].numel(), source)
+        checked[name] = checked_positions(name, positions, params[name].numel(), source)
+    return checked
 
 
 def inject(model: nn.Module, selection: Selection, source: str) -> dict[str, Layer]:
     """Make the selected entries of each named tensor trainable deltas (`source`: the file the
     selection came from, for messages)."""
-    checked_selection(model, selection, source)
+    positions = checked_selection(model, selection, source)
     params = dict(model.named_parameters())
     layers: dict[str, Layer] = {}
     # Parametrizations first: wrapping a Linear afterwards moves its parameters' names.
-    for name in sorted(selection, key=lambda n: _is_linear_weight(model, n)):
-        index = torch.as_tensor(np.asarray(selection[name]), dtype=torch.long).flatten()
+    for name in sorted(positions, key=lambda n: _is_linear_weight(model, n)):
+        index = positions[name]
         parent, attr = parent_of(model, name)
         if _is_linear_weight(model, name):
             rows, cols = index // parent.in_features, index % parent.in_features
