@@ -39,7 +39,7 @@ def gpu_rules() -> set[str]:
 def test_slurm_profile_asks_one_gpu_for_every_gpu_rule():
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    assert gpu_rules() == {"backbone", "score", "tune", "finetune", "sweep_finetune"}
+    assert gpu_rules() == {"backbone", "score", "tune", "finetune", "sweep_finetune", "study"}
     for rule in gpu_rules():
         assert profile["set-resources"][rule]["gpu"] == 1, rule  # the plugin's `--gpus=1`
 
@@ -63,7 +63,7 @@ def test_slurm_profile_plans_every_job_without_sbatch(project):
     # global gpu=1 limit: the README asks for --workflow-profile.
     assert "Job stats:" in sh("snakemake", "--profile", "profiles/slurm", "--dry-run").stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[1], re.M))
-    assert (counts["prepare"], counts["backbone"], counts["finetune"]) == ("2", "1", "6")
+    assert (counts["prepare"], counts["backbone"], counts["finetune"]) == ("2", "1", "8")
     for block in out.stdout.split("\n\n"):
         rule = re.search(r"^rule (\w+):", block, re.M)
         if rule is None or rule[1] == "all":

@@ -55,7 +55,8 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     snakemake()
     summary = pd.read_csv(LAYOUT.table("summary.csv"))
     runs = summary[~summary["seed"].isin(["mean", "std"])]
-    assert len(runs) == 6 and set(runs["method"]) == {"full", "linear", "sh-peft"}
+    assert len(runs) == 8
+    assert set(runs["method"]) == {"full", "linear", "sh-peft", "sparse-oracle"}
     assert (project / LAYOUT.run_dir("tiny_us", "sh-peft", 0) / "delta.safetensors").is_file()
     figures = project / LAYOUT.root / "figures"
     kinds = (
@@ -74,8 +75,9 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         assert (figures / f"{name}.pdf").read_bytes().startswith(b"%PDF-"), name
     tables = project / LAYOUT.root / "tables"
     latex = (tables / "main.tex").read_text()
-    assert latex.count(r"\\") == 1 + 3 and r"\bottomrule" in latex  # header + 3 methods
-    assert len(pd.read_csv(tables / "detail.csv")) == 6
+    assert latex.count(r"\\") == 1 + 4 and r"\bottomrule" in latex  # header + 4 methods
+    assert len(pd.read_csv(tables / "detail.csv")) == 8
+    assert "reference" in (tables / "main.md").read_text()  # sparse-oracle, outside the tests
     report = (project / LAYOUT.root / "report" / "REPORT.md").read_text()
     commit = sh("git", "rev-parse", "HEAD").stdout.strip()
     assert f"git commit: `{commit}`" in report
@@ -93,7 +95,11 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
             assert image.convert("L").getextrema()[0] < 255, sweep  # not blank
         assert f"Sweep of `{sweep}`" in report
     html = (project / LAYOUT.root / "report" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(list(figures.glob("*.png"))) + 2
+    studies = sorted((project / LAYOUT.root / "study").glob("*/seed0/*.png"))
+    assert len(studies) == 2 * 2  # sparsity and hybridity per dataset
+    assert all(f"### {d}, seed 0, " in report for d in ("tiny_us", "tiny_derm"))
+    # The figures step's, each sweep's and each study's.
+    assert html.count("data:image/png;base64,") == len(list(figures.glob("*.png"))) + 2 + 4
     assert (project / "mlflow.db").is_file()
     # The workflow's onsuccess recorded everything in dvc.lock.
     assert "up to date" in sh("dvc", "status").stdout
@@ -109,10 +115,13 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     # A change to the hybrid mask reruns its masks, the tuning and runs trained on it and the
     # sweeps of its method (which read the whole variant, as their DVC stages do), nothing else.
     (project / "budget.yaml").write_text("masks: {hybrid: {budget: 0.003}}\n")
+    # The oracle takes the hybrid mask's budget: sparse-oracle and the study rerun too.
     assert planned_jobs("--configfile", "budget.yaml") == {
         "mask": 2,
-        "tune": 2,
-        "finetune": 2,
+        "oracle": 2,
+        "tune": 4,
+        "finetune": 4,
+        "study": 2,
         "sweep_mask": 4,
         "sweep_finetune": 4,
         "sweep": 2,
@@ -123,7 +132,8 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     }
     # A change of the tuning grid reruns exactly the tune jobs, the runs that train with their
     # choice and what follows them, in both tools; a learning-rate change does the same.
-    pairs = [(m, d) for m in ("full", "linear", "sh-peft") for d in ("tiny_us", "tiny_derm")]
+    methods = ("full", "linear", "sh-peft", "sparse-oracle")
+    pairs = [(m, d) for m in methods for d in ("tiny_us", "tiny_derm")]
     tuning = project / LAYOUT.tuning_file("tiny_us", "linear")
     first = json.loads(tuning.read_text())["chosen"]["recipe"]
     on = "tune: {enabled: true}\n"  # over the tiny file's `enabled: false`, layered again
@@ -132,9 +142,12 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         "tune: {enabled: true, grid: {lr_scale: [0.25, 4.0]}}\n",
     ):
         use_tiny_params(project, change)
+        # The full runs rerun, so the oracle masks and the studies that read them follow.
         assert planned_jobs() == {
-            "tune": 6,
-            "finetune": 6,
+            "tune": 8,
+            "finetune": 8,
+            "oracle": 2,
+            "study": 2,
             "sweep_finetune": 4,
             "sweep": 2,
             "aggregate": 1,
@@ -246,12 +259,12 @@ def test_dvc_repro_runs_the_pipeline(project):
         project, "grid: {datasets: [tiny_us]}\nsweeps: {budget: {values: []}, rho: {values: []}}\n"
     )
     sh("dvc", "repro")
-    # Three runs, then a mean and a std row for each of the three methods.
-    assert len(pd.read_csv(LAYOUT.table("summary.csv"))) == 3 + 2 * 3
+    # Four runs, then a mean and a std row for each of the four methods.
+    assert len(pd.read_csv(LAYOUT.table("summary.csv"))) == 4 + 2 * 4
     assert "up to date" in sh("dvc", "status").stdout
     assert (project / LAYOUT.root / "metrics.json").is_file()
     pareto = pd.read_csv(LAYOUT.table("pareto.csv"))
-    assert list(pareto["method"]) == ["full", "linear", "sh-peft"]
+    assert list(pareto["method"]) == ["full", "linear", "sh-peft", "sparse-oracle"]
     assert pareto.loc[0, "trainable_fraction"] == 1.0 and pareto.loc[1, "trainable_fraction"] == 0
     rendered = json.loads(sh("dvc", "plots", "show", "--json").stdout)["data"]
     pareto_plot = "Accuracy against trainable fraction (Pareto)"

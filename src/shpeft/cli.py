@@ -103,6 +103,8 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print(table.read_text())
     print(f"Tables:  {layout.tables_dir()}/  (main: .csv .md .tex; detail, summary, comparisons)")
     print(f"Figures: {layout.figures_dir()}/")
+    if params.study_datasets():
+        print(f"Study:   {layout.study_root()}/<dataset>/seed<s>/  (sparsity, hybridity)")
     print(f"Report:  {layout.report_dir()}/  (REPORT.md, report.html)")
     print(f"MLflow:  {tracking_uri()}, experiment '{params.experiment}' (make mlflow-ui)")
 

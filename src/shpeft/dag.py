@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shpeft.config import NAME_PATTERN
 from shpeft.data.registry import raw_inputs
+from shpeft.methods.sparse import mask_trainers
 from shpeft.paths import Layout
 from shpeft.sweeps import AXES
 
@@ -214,6 +215,8 @@ SWEEP_MASK_SEEDS = Domain(
     lambda p: ("sweeps.{sweep}.seeds",) if p.score.seed is None else (),
 )
 
+#: What the steps that log to MLflow read: its settings and the experiment.
+TRACKED = {"tracking": "tracking", "experiment": "experiment"}
 #: What the steps that compute on a device (besides training) read of `finetune`: where and how
 #: strictly (`train.devices.Compute`).
 COMPUTE = {"device": "finetune.device", "deterministic": "finetune.deterministic"}
@@ -221,7 +224,9 @@ COMPUTE = {"device": "finetune.device", "deterministic": "finetune.deterministic
 
 def method_inputs(params: Params, dataset: str, method: str, seed: str) -> dict[str, Path]:
     """Files a method reads besides the data and the backbone: a sparse method's mask (the one of
-    the run's seed, `Params.mask_seed`)."""
+    the run's seed, `Params.mask_seed`; a reference with hindsight: the oracle of its seed)."""
+    if method in params.hindsight_methods():
+        return {"mask": params.layout.oracle_mask_file(dataset, seed)}
     variant = getattr(params.methods[method], "mask", None)
     if variant is None:
         return {}
@@ -253,6 +258,20 @@ def _raw(params: Params, dataset: str) -> list[Path]:
     return [path for path in raw_inputs(params.datasets[dataset]) if path.exists()]
 
 
+def _full_run(params: Params, job: Job) -> dict[str, Path]:
+    """The study's full fine-tuning run of the job's dataset and seed, and its backbone."""
+    run = params.layout.run_dir(job["dataset"], params.study.method, job["seed"])
+    return {"run": run, "backbone": job.layout.backbone_dir()}
+
+
+def _study_masks(params: Params, job: Job) -> dict[str, list[Path]]:
+    """The mask file of each of the grid's methods that trains a mask's entries, in grid order."""
+    trainers = mask_trainers(params.grid.methods, params.methods)
+    return {
+        "masks": [method_inputs(params, job["dataset"], m, job["seed"])["mask"] for m in trainers]
+    }
+
+
 def _grid_runs(params: Params, job: Job) -> dict[str, list[Path]]:
     return {"runs": [o for j in jobs(params, FINETUNE) for o in j.outputs.values()]}
 
@@ -277,8 +296,7 @@ FINETUNE = Step(
     reads={
         "method_config": "methods.{method}",
         "finetune": "finetune",
-        "tracking": "tracking",
-        "experiment": "experiment",
+        **TRACKED,
     },
     gpu=True,
     resources="finetune",
@@ -304,8 +322,7 @@ SWEEP_FINETUNE = Step(
         "method": "sweeps.{sweep}.method",
         "method_config": lambda p, j: f"methods.{p.sweep_method(j['sweep'])}",
         "finetune": "finetune",
-        "tracking": "tracking",
-        "experiment": "experiment",
+        **TRACKED,
     },
     gpu=True,
     resources="finetune",
@@ -363,6 +380,17 @@ STEPS: dict[str, Step] = {
             reads={"mask": "masks.{variant}"},
         ),
         Step(
+            "oracle",
+            "mask the entries one full fine-tuning run changed most (for sparse-oracle)",
+            over={"dataset": Domain(lambda p, w: p.oracle_datasets()), "seed": SEEDS},
+            outputs=lambda j: {
+                "mask": j.layout.oracle_mask_file(j["dataset"], j["seed"]),
+                "stats": j.layout.oracle_stats(j["dataset"], j["seed"]),
+            },
+            inputs=Inputs(each=_full_run),
+            reads={"study": "study", "mask": lambda p, j: f"masks.{p.study.mask}"},
+        ),
+        Step(
             "tune",
             "choose one method's recipe for one dataset on the validation split",
             over={"method": Domain(lambda p, w: p.tuned_methods()), "dataset": DATASETS},
@@ -383,6 +411,30 @@ STEPS: dict[str, Step] = {
             resources="tune",
         ),
         FINETUNE,
+        Step(
+            "study",
+            "measure the sparsity and hybridity of one full fine-tuning run's change",
+            over={"dataset": Domain(lambda p, w: p.study_datasets()), "seed": SEEDS},
+            outputs=lambda j: {"study": j.layout.study_dir(j["dataset"], j["seed"])},
+            inputs=Inputs(
+                each=lambda p, j: {
+                    **_full_run(p, j),
+                    "data": j.layout.data_dir(j["dataset"]),
+                    "importance": j.layout.importance_dir(j["dataset"], p.mask_seed(j["seed"])),
+                    **_study_masks(p, j),
+                }
+            ),
+            reads={
+                "study": "study",
+                "mask": lambda p, j: f"masks.{p.study.mask}",
+                "compared": "grid.methods",
+                "methods": "methods",
+                **TRACKED,
+                **COMPUTE,
+            },
+            gpu=True,
+            resources="study",
+        ),
         Step(
             "aggregate",
             "collect the grid's runs into tables and DVC metrics",
@@ -467,6 +519,9 @@ STEPS: dict[str, Step] = {
                 },
                 gathered=lambda p, j: {
                     "sweeps": [j.layout.sweep_summary_dir(s) for s in p.sweeps.active()],
+                    "study": [
+                        j.layout.study_dir(d, s) for d in p.study_datasets() for s in p.seeds
+                    ],
                     **_per_dataset("data_dir", "data")(p, j),
                     "importance": [
                         j.layout.importance_dir(d, s)
@@ -477,6 +532,7 @@ STEPS: dict[str, Step] = {
                 },
                 roots={
                     "sweeps": None,
+                    "study": lambda j: j.layout.study_root(),
                     "data": lambda j: j.layout.data_root(),
                     "importance": lambda j: j.layout.importance_root(),
                     "runs": lambda j: j.layout.runs_root(),

@@ -86,7 +86,10 @@ def _stage(params: Params, step: dag.Step, fixed: dict[str, str]) -> dict[str, A
     gathered = step.inputs.gathered(params, job)
     for key, listed in gathered.items():
         root = step.inputs.roots.get(key)
-        deps += [str(root(job))] if root is not None else [str(p) for p in listed]
+        if root is not None and listed:  # no folder for what the params gather none of
+            deps.append(str(root(job)))
+        else:
+            deps += [str(p) for p in listed]
     if deps:
         stage["deps"] = deps
     declared = job.declared_params(params)

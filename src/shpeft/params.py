@@ -36,6 +36,7 @@ from shpeft.methods.registry import MethodConfig
 from shpeft.paths import Layout
 from shpeft.selection.importance import ScoreConfig
 from shpeft.selection.masks import MaskConfig
+from shpeft.study.config import StudyConfig
 from shpeft.sweeps import Sweeps
 from shpeft.tracking import TrackingConfig
 from shpeft.train.config import FinetuneConfig
@@ -79,6 +80,8 @@ class Resources(Section):
     """Each tune job (it trains every candidate recipe of one method on one dataset)."""
     finetune: JobResources = JobResources(runtime=240, mem_mb=16000)
     """Each finetune job, sweep runs included."""
+    study: JobResources = JobResources(runtime=60, mem_mb=32000)
+    """Each study job (it scores the validation and test splits once per share)."""
 
 
 class ParamsBase(Section):
@@ -111,6 +114,8 @@ class ParamsBase(Section):
     """What the main table shows."""
     sweeps: Sweeps = Field(default_factory=Sweeps)
     """Budget and hybrid-ratio sweeps."""
+    study: StudyConfig = Field(default_factory=StudyConfig)
+    """The sparsity and hybridity study of full fine-tuning's change, per dataset and seed."""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """MLflow tracking."""
     resources: Resources = Field(default_factory=Resources)
@@ -198,6 +203,21 @@ class ParamsBase(Section):
         sweeping = [self.sweep_method(sweep) for sweep in self.sweeps.active()]
         return list(dict.fromkeys([*self.grid.methods, *sweeping]))
 
+    def hindsight_methods(self) -> list[str]:
+        """The grid's references that train on the oracle mask (`sparse-oracle`)."""
+        known = method_registry.methods()
+        return [m for m in self.grid.methods if known[self.methods[m].kind].hindsight]
+
+    def study_datasets(self) -> list[str]:
+        """The datasets the study runs on: every one of the grid's, while it is enabled and
+        the grid holds `study.method`."""
+        runs = self.study.enabled and self.study.method in self.grid.methods
+        return self.grid.datasets if runs else []
+
+    def oracle_datasets(self) -> list[str]:
+        """The datasets that need an oracle mask: every one, while a reference trains on it."""
+        return self.grid.datasets if self.hindsight_methods() else []
+
     def sweep_variant(self, sweep: str) -> str:
         """The mask variant a sweep rebuilds: its method's."""
         return self.methods[self.sweep_method(sweep)].mask
@@ -214,6 +234,26 @@ class ParamsBase(Section):
             yield from self._mask_references(name)
         for name, sweep in self.sweeps.active().items():
             yield from self._sweep_references(name, sweep)
+        yield from self._study_references()
+
+    def _study_references(self) -> Iterator[tuple[str, str]]:
+        """The study reads the runs of `study.method` and `study.mask`'s budget; a reference
+        with hindsight cannot train without them."""
+        hindsight = self.hindsight_methods()
+        if hindsight and self.study.method not in self.grid.methods:
+            yield (
+                "study.method",
+                f"'{self.study.method}' is not in grid.methods, but {', '.join(hindsight)} "
+                "trains on the change of its runs: add it to the grid",
+            )
+        if not (hindsight or self.study_datasets()):
+            return
+        method = self.methods[self.study.method]
+        if method.kind != "full":
+            yield "study.method", f"'{self.study.method}' is kind {method.kind}, not full"
+        if self.study.mask not in self.masks:
+            defined = ", ".join(sorted(self.masks)) or "none"
+            yield "study.mask", f"no mask variant '{self.study.mask}' under 'masks' ({defined})"
 
     def _mask_references(self, name: str) -> Iterator[tuple[str, str]]:
         method = self.methods.get(name)

@@ -90,6 +90,23 @@ class Layout:
     def mask_stats(self, dataset: str, variant: str, seed: int | str) -> Path:
         return stats_of(self.mask_file(dataset, variant, seed))
 
+    def oracle_root(self) -> Path:
+        return self.root / "oracle"
+
+    def oracle_mask_file(self, dataset: str, seed: int | str) -> Path:
+        """The entries the full fine-tuning run with `seed` changed most (`sparse-oracle`)."""
+        return self.oracle_root() / dataset / f"seed{seed}.safetensors"
+
+    def oracle_stats(self, dataset: str, seed: int | str) -> Path:
+        return stats_of(self.oracle_mask_file(dataset, seed))
+
+    def study_root(self) -> Path:
+        return self.root / "study"
+
+    def study_dir(self, dataset: str, seed: int | str) -> Path:
+        """The sparsity and hybridity study of one dataset's full fine-tuning run with `seed`."""
+        return self.study_root() / dataset / f"seed{seed}"
+
     def tuning_root(self) -> Path:
         return self.root / "tuning"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from shpeft.analysis.stats import SCALARS, StatsConfig, bootstrap_intervals, detailed_metrics
+from shpeft.methods.registry import methods
 from shpeft.runs import RunFolder
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
@@ -23,13 +24,16 @@ def run_key(run: RunFolder) -> dict[str, object]:
 
 def collect_runs(run_dirs: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per run (test metrics, the selected epoch's validation metrics as `val_<name>`,
-    trainable counts) and the per-epoch curves of all runs."""
+    trainable counts, whether its method is a reference with hindsight) and the per-epoch curves
+    of all runs."""
+    known = methods()
     rows, curves = [], []
     for run in map(RunFolder, run_dirs):
         key, metrics = run_key(run), run.metrics()
         rows.append(
             {
                 **key,
+                "hindsight": known[run.config()["method_config"]["kind"]].hindsight,
                 **metrics["test"],
                 **{f"val_{k}": v for k, v in metrics["val"].items()},
                 "best_epoch": metrics["best_epoch"],

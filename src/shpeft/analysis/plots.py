@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 HEAD_ONLY = 1e-7
 
 
-def _save(figure: plt.Figure, out: Path, name: str) -> None:
+def save_figure(figure: plt.Figure, out: Path, name: str) -> None:
     for suffix in (".png", ".pdf"):
         figure.savefig(out / f"{name}{suffix}", dpi=120, bbox_inches="tight")
     plt.close(figure)
@@ -75,7 +75,7 @@ def accuracy_bars(details: pd.DataFrame, out: Path) -> None:
         ax.scatter(frame["method"].map(positions), frame["accuracy"], color="black", s=8, zorder=3)
         ax.set(title=dataset, ylim=(0, 1), xticks=x, ylabel="test accuracy")
         ax.set_xticklabels(stats.index, rotation=60, ha="right", fontsize=8)
-    _save(figure, out, "accuracy_by_method")
+    save_figure(figure, out, "accuracy_by_method")
 
 
 def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +101,7 @@ def pareto(runs: pd.DataFrame, out: Path) -> None:
     ax.set(xscale="log", xlabel="trainable fraction of the backbone (head only at 1e-7)")
     ax.set_ylabel("test accuracy, mean over datasets and seeds")
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-    _save(figure, out, "pareto")
+    save_figure(figure, out, "pareto")
 
 
 def training_curves(curves: pd.DataFrame, out: Path) -> None:
@@ -119,7 +119,7 @@ def training_curves(curves: pd.DataFrame, out: Path) -> None:
         marker="o",
     )
     grid.set_axis_labels("epoch", "validation accuracy")
-    _save(grid.figure, out, "training_curves")
+    save_figure(grid.figure, out, "training_curves")
 
 
 def trainable_locations(found: dict[str, Counter], out: Path) -> None:
@@ -150,7 +150,7 @@ def trainable_locations(found: dict[str, Counter], out: Path) -> None:
         ax.tick_params(labelsize=6)
     figure.suptitle("Share of each method's trainable backbone parameters", fontsize=9)
     figure.tight_layout()
-    _save(figure, out, "trainable_locations")
+    save_figure(figure, out, "trainable_locations")
 
 
 def hybridity(stats: dict[str, dict[str, Any]], out: Path) -> None:
@@ -180,7 +180,7 @@ def hybridity(stats: dict[str, dict[str, Any]], out: Path) -> None:
         aspect=1.2,
         col_wrap=3,
     )
-    _save(grid.figure, out, "hybridity")
+    save_figure(grid.figure, out, "hybridity")
 
 
 def confusions(details: pd.DataFrame, class_names: dict[str, list[str]], out: Path) -> None:
@@ -207,7 +207,7 @@ def confusions(details: pd.DataFrame, class_names: dict[str, list[str]], out: Pa
             ax.set_title(method, fontsize=8)
             ax.tick_params(labelsize=6)
         figure.tight_layout()
-        _save(figure, out, f"confusion_{dataset}")
+        save_figure(figure, out, f"confusion_{dataset}")
 
 
 def failure_cases(
@@ -238,7 +238,7 @@ def failure_cases(
     for ax in axes[0]:
         ax.axis("off")
     figure.suptitle(f"{dataset}: most confidently wrong, {method} seed {seed}", fontsize=8)
-    _save(figure, out, f"failures_{dataset}")
+    save_figure(figure, out, f"failures_{dataset}")
 
 
 def sweep_figure(
@@ -271,7 +271,7 @@ def sweep_figure(
         ax.set_xscale("log")
     ax.set_title(f"{table['method'].iloc[0]}: sweep of {sweep}", fontsize=9)
     ax.legend(fontsize=7)
-    _save(figure, out, name)
+    save_figure(figure, out, name)
 
 
 def critical_difference(
@@ -289,4 +289,4 @@ def critical_difference(
         average = ranks.set_index("method")["mean_rank"]
         scikit_posthocs.critical_difference_diagram(average, nemenyi, alpha=alpha, ax=ax)
         ax.set_title(title, fontsize=8)
-    _save(figure, out, "critical_difference")
+    save_figure(figure, out, "critical_difference")

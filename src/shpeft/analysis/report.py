@@ -23,8 +23,10 @@ from shpeft import paths
 from shpeft.analysis.stats import level_label
 from shpeft.backbone.model import backbone_info
 from shpeft.data.prepared import PreparedDataset
+from shpeft.fileio import read_json
 from shpeft.runs import RunFolder
 from shpeft.selection.importance import read_summary
+from shpeft.study.config import STUDY_SUMMARY
 
 TEMPLATE = "report.md.j2"
 REPORT_MD = "REPORT.md"
@@ -206,17 +208,54 @@ def context(
         )
         or "No sweep ran (`sweeps.*.values` empty).\n",
         "failures": figures,
+        "studies": [study_entry(d) for d in inputs["study"]],
         "scoring": table([scoring_entry(d) for d in inputs["importance"]]),
         "training": table(runs),
     }
 
 
-def figure_files(figures_dir: Path, sweeps: Sequence[Path]) -> dict[str, Path]:
-    """Every PNG the report embeds, by caption: the figures step's, then each sweep's."""
+def figure_files(
+    figures_dir: Path, sweeps: Sequence[Path], studies: Sequence[Path]
+) -> dict[str, Path]:
+    """Every PNG the report embeds, by caption: the figures step's, each sweep's, then each
+    study's (`study_<dataset>_seed<s>_<figure>`)."""
     found = {png.stem: png for png in sorted(Path(figures_dir).glob("*.png"))}
     for summary in map(Path, sweeps):
         found[f"sweep_{summary.parent.name}"] = paths.sweep_summary_file(summary, ".png")
+    for study in map(Path, studies):
+        for png in sorted(study.glob("*.png")):
+            found[f"study_{study.parent.name}_{study.name}_{png.stem}"] = png
     return found
+
+
+def study_entry(study_dir: Path) -> dict[str, Any]:
+    """What the report shows of one study: its headline numbers and two of its tables."""
+    study = Path(study_dir)
+    summary = read_json(study / STUDY_SUMMARY)
+    curve = pd.read_csv(study / "sparsity.csv")
+    shown = curve[curve["share"].isin([0.001, 0.01, 0.1])]
+    references = summary["references"]
+    return {
+        "title": summary["title"],
+        "folder": str(study),
+        "key_weights": summary["key_weights"],
+        "candidates": summary["candidates"],
+        "held": "; ".join(
+            f"the top {row['share']:g} of entries hold {row['change held']:.3f} of the change "
+            f"(test accuracy {row['test accuracy']:.3f} with only theirs kept)"
+            for row in shown.to_dict("records")
+        )
+        or "see the sparsity table",
+        "full": references["full fine-tuning"]["test"]["accuracy"],
+        "pretrained": references["pretrained"]["test"]["accuracy"],
+        "regions": _body(study / "regions.md"),
+        "masks": _body(study / "masks.md"),
+    }
+
+
+def _body(table_md: Path) -> str:
+    """A Markdown table file without its caption (the report says what it is)."""
+    return table_md.read_text().split("\n\n", 1)[1]
 
 
 def html(markdown_text: str, figures: dict[str, Path]) -> str:

@@ -11,6 +11,8 @@ Holm-corrected p-value of the focus method against it across datasets
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -44,8 +46,10 @@ def main_table(
     metrics: list[str],
     focus: str,
     level: float,
+    references: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The main table as strings, and per column the method whose mean is best (for bold)."""
+    """The main table as strings, and per column the method whose mean is best (for bold);
+    `references` are shown, but neither ranked, tested nor bold."""
     datasets = list(dict.fromkeys(runs["dataset"]))
     methods = list(dict.fromkeys(runs[METHOD_COL]))
     table = pd.DataFrame({METHOD_COL: methods})
@@ -63,12 +67,17 @@ def main_table(
             cells = {m: _cell(values, level) for m, values in groups.items()}
             name = f"{column} {LABELS[metric]}"
             table[name] = [cells[m][1] for m in methods]
-            scored = [m for m in methods if np.isfinite(cells[m][0])]
+            scored = [m for m in methods if np.isfinite(cells[m][0]) and m not in references]
             if scored:
                 best[name] = max(scored, key=lambda m: cells[m][0])
     rank = ranks.set_index(METHOD_COL)["mean_rank"]
-    table["mean rank"] = [f"{rank[m]:.2f}" if m in rank else "n/a" for m in methods]
-    table[f"p vs {focus} (Holm)"] = [_versus(pairs, focus, m) for m in methods]
+    table["mean rank"] = [
+        "reference" if m in references else f"{rank[m]:.2f}" if m in rank else "n/a"
+        for m in methods
+    ]
+    table[f"p vs {focus} (Holm)"] = [
+        "reference" if m in references else _versus(pairs, focus, m) for m in methods
+    ]
     return table, best
 
 

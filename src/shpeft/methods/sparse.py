@@ -9,9 +9,10 @@ code trains besides: GPS every bias in full; SPT (`spt`) LoRA on each weight mat
 sensitive entries are many, and in full each bias or norm vector where they are dense, the
 sparse entries elsewhere (`spt-unstructured`: the sparse entries alone, for the ablation).
 `sparse-random` trains as many entries as its mask holds, at positions drawn by the run's seed
-among the same candidate tensors. Every other backbone weight stays bitwise unchanged; what is
-saved is `delta.safetensors` (per-tensor positions and values, and what trains in full), bound to
-the backbone's sha256.
+among the same candidate tensors; `sparse-oracle`, the reference with hindsight, the entries that
+full fine-tuning changed most (the `oracle` step's mask, docs/study.md). Every other backbone
+weight stays bitwise unchanged; what is saved is `delta.safetensors` (per-tensor positions and
+values, and what trains in full), bound to the backbone's sha256.
 
 Backpropagation stops by itself below the lowest block that holds a trainable entry: nothing there
 requires a gradient, so autograd records no graph and keeps no activations for it.
@@ -32,7 +33,14 @@ from torch import nn
 from shpeft.config import Name
 from shpeft.errors import ShpeftError
 from shpeft.methods.lora import fold_lora, inject_lora
-from shpeft.methods.registry import Method, MethodConfig, Recipe, RunContext, register_method
+from shpeft.methods.registry import (
+    Method,
+    MethodConfig,
+    Recipe,
+    RunContext,
+    methods,
+    register_method,
+)
 from shpeft.selection.masks import Mask, Selection, load_mask, random_selection, split_flat
 from shpeft.sparse.inject import (
     checked_selection,
@@ -276,6 +284,26 @@ def backbone_biases(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+
+
+@register_method("sparse-oracle")
+class SparseOracle(SparseMask):
+    """The hindsight reference: the k entries one full fine-tuning run of the same dataset and
+    seed changed most (the `oracle` step's mask, at the budget and among the candidates of
+    `study.mask`), trained from the pretrained weights. It tells how far any importance
+    estimate stands from the best positions one could have picked knowing the outcome."""
+
+    config_cls = MethodConfig
+    reference = "reference with hindsight (the top entries by full fine-tuning's change)"
+    trains = "the k entries full fine-tuning changed most"
+    hindsight = True
+
+
+def mask_trainers(names: list[str], configs: dict[str, MethodConfig]) -> list[str]:
+    """The named methods that train the entries of a mask file (a variant's, or the oracle's),
+    in order: the study reads their mask files in this order."""
+    known = methods()
+    return [n for n in names if issubclass(known[configs[n].kind], SparseMask)]
 
 
 @register_method("sparse-random")

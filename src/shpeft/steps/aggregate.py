@@ -37,10 +37,15 @@ def run(
     summary = summary[[*KEYS, "seed", *METRICS, "best_epoch", *COUNTS]]
     details = run_details(inputs["runs"], stats)
     first = tables.metrics[0]
-    pairs = pairwise(runs, first, stats)
-    average_ranks, friedman = ranks(runs, first, stats)
-    table, best = main_table(runs, pairs, average_ranks, tables.metrics, stats.focus, stats.level)
-    caption = main_caption(tables.metrics, seeds, stats, pairs, friedman)
+    # References with hindsight are shown, never ranked or tested.
+    compared = runs[~runs["hindsight"]]
+    references = list(dict.fromkeys(runs.loc[runs["hindsight"], "method"]))
+    pairs = pairwise(compared, first, stats)
+    average_ranks, friedman = ranks(compared, first, stats)
+    table, best = main_table(
+        runs, pairs, average_ranks, tables.metrics, stats.focus, stats.level, references
+    )
+    caption = main_caption(tables.metrics, seeds, stats, pairs, friedman, references)
     with atomic_path(job.outputs["tables"]) as tmp:
         tmp.mkdir()
         summary.to_csv(tmp / paths.SUMMARY_CSV, index=False)
@@ -63,7 +68,12 @@ def run(
 
 
 def main_caption(
-    metrics: list[str], seeds: list[int], stats: StatsConfig, pairs: pd.DataFrame, friedman: dict
+    metrics: list[str],
+    seeds: list[int],
+    stats: StatsConfig,
+    pairs: pd.DataFrame,
+    friedman: dict,
+    references: list[str],
 ) -> str:
     """What the main table's numbers are, and the tests over datasets of its first metric."""
     shown = ", ".join(f"{LABELS[m]} ({m})" for m in metrics)
@@ -83,4 +93,9 @@ def main_caption(
     if not pairs.empty and pairs["best_other"].any():
         best_other = pairs.loc[pairs["best_other"], "method"].iloc[0]
         text += f" Best other method on validation: {best_other}."
+    if references:
+        text += (
+            f" {', '.join(references)}: reference with hindsight (its entries are those the full "
+            "fine-tuning run of the same seed changed most), outside the ranks, tests and bold."
+        )
     return text

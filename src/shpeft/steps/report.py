@@ -32,7 +32,7 @@ def run(job: Job, inputs: dict[str, Any], params: Params) -> Path:
         tmp.mkdir()
         (tmp / REPORT_MD).write_text(text)
         (tmp / REPORT_HTML).write_text(
-            html(text, figure_files(inputs["figures"], inputs["sweeps"]))
+            html(text, figure_files(inputs["figures"], inputs["sweeps"], inputs["study"]))
         )
     log.info("report written to %s", out)
     return out / REPORT_MD
