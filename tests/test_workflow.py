@@ -196,7 +196,7 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     assert "params files not committed" in single_report and "`single.yaml`" in single_report
     assert "Where training ran" in single_report and platform.node() in single_report
     assert {p: p.read_bytes() for p in (project / LAYOUT.root).rglob("*.csv")} == before
-    assert len(pd.read_csv(tables / "main.csv")) == 3  # the first experiment's table
+    assert len(pd.read_csv(tables / "main.csv")) == 4  # the first experiment's table
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
@@ -204,8 +204,8 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
         name: len(client.search_runs([client.get_experiment_by_name(name).experiment_id]))
         for name in ("tiny", "single")
     }
-    # Grid and sweep runs, and DVC's rerun after the grid change; the single run.
-    assert counts == {"tiny": 6 + 4 + 1, "single": 1}
+    # Grid and sweep runs, the studies, and DVC's rerun after the grid change; the single run.
+    assert counts == {"tiny": 8 + 4 + 2 + 1, "single": 1}
 
 
 CSV_STUDY = """
