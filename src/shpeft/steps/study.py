@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,9 @@ def run(
         f"({tuned.backbone.num_params:,} weights), budget {mask_budget(mask, study)}"
     )
 
+    prep = Preprocess(tuned.model, cfg.augment).to(where)
+
     def measure() -> dict[str, dict[str, float]]:
-        prep = Preprocess(tuned.model, cfg.augment).to(where)
         return {
             split: evaluate(
                 tuned.model, prep, data.part(split), 2 * cfg.batch_size, where, cfg.uses_bf16(where)
@@ -158,7 +160,7 @@ def mask_budget(mask: MaskConfig, study: StudyConfig) -> str:
 
 
 def sparsity(
-    tuned: FineTuning, study: StudyConfig, measure
+    tuned: FineTuning, study: StudyConfig, measure: Callable[[], dict[str, dict[str, float]]]
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """The sparsity table (share 0 and each of `study.shares`), the concentration curve on a
     dense grid (for the figure), and the reference scores."""
@@ -167,24 +169,26 @@ def sparsity(
     change = tuned.change(scope)
     order = ranking(change)
     total = len(change)
+    shares = [0.0, *sorted(study.shares)]
+    counts = [kept_count(share, total) for share in shares]
+    held = concentration(change, order, counts)
     rows = []
-    for share in [0.0, *sorted(study.shares)]:
-        count = kept_count(share, total)
+    for share, count, part in zip(shares, counts, held, strict=True):
         tuned.set_backbone({**outside, **tuned.kept(scope, order, count)})
         scores = measure()
         rows.append(
             {
                 "share": share,
                 "entries kept": count,
-                "change held": float(concentration(change, order, [count])[0]),
+                "change held": float(part),
                 **{f"{split} {m}": scores[split][m] for split in scores for m in SCORES},
             }
         )
         if share == 0:
             pretrained = scores
-    counts = np.unique(np.round(np.logspace(0, np.log10(total), 200)).astype(int))
+    points = np.unique(np.round(np.logspace(0, np.log10(total), 200)).astype(int))
     dense = pd.DataFrame(
-        {"share": counts / total, "change held": concentration(change, order, counts)}
+        {"share": points / total, "change held": concentration(change, order, points)}
     )
     recorded = tuned.run.metrics()
     references = {
