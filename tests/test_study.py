@@ -215,9 +215,9 @@ def test_shares_per_region_against_chance_on_a_known_case():
     assert found.loc["task-specific", "chance"] == pytest.approx(0.3)
     assert found.loc["both", "chance"] == pytest.approx(0.1)
     assert found.loc["neither", "chance"] == pytest.approx(0.5)
-    value, chance = hybridity.jaccard(key, s, 10)
-    assert value == pytest.approx(2 / 4)
-    assert chance == pytest.approx(0.9 / (6 - 0.9))
+    pairs = hybridity.overlap_table({"key": key, "s": s}, 10).set_index("pair")
+    assert pairs.loc["key / s", "jaccard"] == pytest.approx(2 / 4)
+    assert pairs.loc["key / s", "chance"] == pytest.approx(0.9 / (6 - 0.9))
     assert hybridity.layer_of("blocks.3.attn.qkv.weight") == ("qkv", "3")
     assert hybridity.layer_of("blocks.0.norm1.weight") == ("norm1", "0")
     assert top_positions(torch.tensor([0.1, 5.0, 0.2, 5.0]), 2).tolist() == [1, 3]

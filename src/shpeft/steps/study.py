@@ -47,8 +47,6 @@ from shpeft.train.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
 
-#: The tables, each as CSV, Markdown and LaTeX.
-TABLES = ("sparsity", "regions", "overlaps", "layers", "masks")
 SCORES = ("accuracy", "macro_f1")
 
 

@@ -15,6 +15,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from shpeft.selection.masks import overlap
+
 #: The regions of the two top sets a key weight may fall in.
 REGIONS = (
     "task-specific",
@@ -97,21 +99,15 @@ def _ratio(value: float, chance: float) -> float:
     return value / chance if chance else float("nan")
 
 
-def jaccard(a: np.ndarray, b: np.ndarray, total: int) -> tuple[float, float]:
-    """Jaccard index of two sets, and its value for random sets of their sizes among `total`."""
-    shared = len(np.intersect1d(a, b))
-    expected = len(a) * len(b) / total
-    union = len(a) + len(b)
-    return shared / (union - shared), expected / (union - expected)
-
-
 def overlap_table(sets: dict[str, np.ndarray], total: int) -> pd.DataFrame:
-    """Jaccard overlaps of every pair of the named sets, against chance."""
+    """Jaccard overlaps of every pair of the named sets (as large as each other), against the
+    overlap of random sets of that size (`shpeft.selection.masks.overlap`)."""
     names = list(sets)
     rows = []
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
-            value, chance = jaccard(sets[first], sets[second], total)
+            found = overlap(sets[first], sets[second], len(sets[first]), total)
+            value, chance = found["jaccard"], found["jaccard_chance"]
             rows.append(
                 {
                     "pair": f"{first} / {second}",
