@@ -6,6 +6,10 @@ test_hostile_inputs.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -73,3 +77,25 @@ def test_every_registered_origin_is_a_valid_value():
     for value in ("file:", "hub:x", "http://x"):
         with pytest.raises(ValueError, match="not one of none, pretrain, hub, file:<path>"):
             BackboneConfig(weights=value)
+
+
+def test_hub_weights_offline_and_uncached_fail_with_one_clear_line(tmp_path):
+    """What a user without internet sees for `weights: hub` (paper.yaml's ViT-B/16)."""
+    code = (
+        "from shpeft.backbone.config import BackboneConfig\n"
+        "from shpeft.backbone.weights import create\n"
+        "from shpeft.errors import ShpeftError\n"
+        "try:\n"
+        "    create(BackboneConfig(model='vit_tiny_patch16_224.augreg_in21k', model_args=None,"
+        " weights='hub'), pretrained=True)\n"
+        "except ShpeftError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(
+        "backbone.weights: hub: the weights of 'vit_tiny_patch16_224.augreg_in21k' are neither "
+        "reachable on the Hugging Face hub nor in its cache"
+    ), done.stdout
+    assert "shpeft fetch" in done.stdout and "file:<path>" in done.stdout

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from shpeft.bench.loader import LoaderBench, loader, loader_table
 from shpeft.bench.train_step import VARIANTS, TrainStepBench, table, train_step
+from shpeft.errors import ShpeftError
 
 
 def test_train_step_reports_every_variant(tmp_path):
@@ -42,3 +46,18 @@ def test_loader_reports_every_variant_and_stored_size(tmp_path):
     assert all(r["images_per_second"] > 0 and isinstance(r["meets_target"], bool) for r in rows)
     assert json.loads((tmp_path / "loader-32px-cpu.json").read_text())["variants"] == rows
     assert "| 8 | augment-cpu |" in loader_table(report)
+
+
+def test_prepare_bench_measures_each_variant_in_its_own_process(tmp_path):
+    from shpeft.bench.prepare import PREPARE_VARIANTS, PrepareBench, prepare_memory, prepare_table
+
+    report = prepare_memory(PrepareBench(gigabytes=0.0002, stored_size=28, img_size=28), tmp_path)
+    assert [row["variant"] for row in report["rows"]] == list(PREPARE_VARIANTS)
+    images = sum(report["images"].values())
+    assert 250 <= images <= 255 and report["archive_pixels_bytes"] == images * 28 * 28
+    assert all(row["peak_bytes"] > 0 for row in report["rows"])
+    assert report["stream_vs_whole"] > 0 and "| stream |" in prepare_table(report)
+    assert json.loads(Path(report["file"]).read_text())["config"]["gigabytes"] == 0.0002
+    assert not list(tmp_path.glob("shpeft-bench-*"))  # the archive is gone
+    with pytest.raises(ShpeftError, match="--gigabytes must be positive"):
+        PrepareBench(gigabytes=0)

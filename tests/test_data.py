@@ -14,9 +14,9 @@ import pytest
 from conftest import MEDMNIST, needs_medmnist
 from helpers import dataset, image_folder, png
 from shpeft.data.prepared import PreparedDataset
+from shpeft.data.prepared import prepare_dataset as prepare_step
 from shpeft.errors import ShpeftError
 from shpeft.fileio import sha256_file
-from shpeft.steps.prepare import prepare as prepare_step
 
 
 def prepare(name, entry, out):
@@ -229,3 +229,42 @@ def test_an_official_split_that_crosses_a_patient_is_refused(in_tmp):
     entry = {"source": "imagefolder", "root": str(root), "image_size": 16}
     with pytest.raises(ShpeftError, match=r"group 'P000' \(pattern .*\) is in test and train"):
         prepare("o", {**entry, "group_pattern": r"(P\d+)_"}, in_tmp / "out")
+
+
+def test_streamed_images_are_the_bytes_numpy_saves_in_any_chunking(in_tmp, monkeypatch):
+    from shpeft.data import stream
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (37, 8, 8, 3), np.uint8)
+    np.save(in_tmp / "saved.npy", images)
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 5 * 8 * 8 * 3)  # chunks of 5, the last of 2
+    digests = stream.write_images(stream.ArrayImages(images, "test"), in_tmp / "streamed.npy")
+    assert (in_tmp / "streamed.npy").read_bytes() == (in_tmp / "saved.npy").read_bytes()
+    assert len(set(digests)) == 37
+
+
+@needs_medmnist
+def test_medmnist_streamed_in_small_chunks_matches_one_chunk(in_tmp, monkeypatch):
+    from shpeft.data import stream
+
+    entry = {"source": "medmnist", "name": "breastmnist", "root": str(MEDMNIST), "size": 64}
+    whole = prepare("b", {**entry, "image_size": 32}, in_tmp / "whole")
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 7 * 64 * 64)  # 7 source rows a chunk
+    chunked = prepare("b", {**entry, "image_size": 32}, in_tmp / "chunked")
+    assert chunked["arrays_sha256"] == whole["arrays_sha256"]
+
+
+@needs_medmnist
+def test_the_leakage_guard_on_breastmnist_finds_its_cross_split_duplicate(in_tmp):
+    entry = {"source": "medmnist", "name": "breastmnist", "root": str(MEDMNIST), "image_size": 28}
+    report = prepare("b", entry, in_tmp / "out")["duplicates"]
+    assert report["sets_across_splits"] == 1 and report["sets_with_differing_labels"] == 1
+    assert report["across_splits"] == [
+        {
+            "images": ["breastmnist.npz:train_images[115]", "breastmnist.npz:test_images[76]"],
+            "splits": ["train", "test"],
+        }
+    ]
+    with pytest.raises(ShpeftError, match=r"breastmnist\.npz: dataset 'b': 1 set\(s\) of ident"):
+        prepare("b", {**entry, "cross_split_duplicates": "refuse"}, in_tmp / "refused")
+    assert not (in_tmp / "refused").exists()

@@ -25,10 +25,10 @@ from PIL import Image
 
 from conftest import ROOT
 from helpers import dataset, image_folder, png, tiny_backbone, tiny_weights
+from shpeft.data.prepared import prepare_dataset as prepare
 from shpeft.errors import ShpeftError
 from shpeft.params import load
 from shpeft.steps.backbone import build
-from shpeft.steps.prepare import prepare
 
 HOSTILE_NAMES = ["../evil", "a;rm -rf x", "$(touch pwned)", "a/b", "a b", "-rf", "tiny\n"]
 
@@ -193,7 +193,7 @@ CASES = [
     ("npz-images-of-mixed-sizes",
      lambda t: npz(t, val_images=ragged(), val_labels=np.zeros((2, 1), np.uint8)), prepare_step,
      r"breastmnist\.npz: array 'val_images' is corrupt or not a plain numeric array "
-     r"\(ValueError: Object arrays cannot be loaded"),
+     r"\(ValueError: an object array \(ragged images or pickled data\) cannot be read"),
     ("npz-images-wrong-shape", lambda t: npz(t, train_images=np.zeros((20, 28), np.uint8)),
      prepare_step, r"breastmnist\.npz:train_images: expected images shaped \(N, H, W"),
     ("npz-images-not-uint8", lambda t: npz(t, test_images=np.zeros((6, 28, 28), np.float32)),

@@ -8,6 +8,7 @@ from torch import nn
 
 from conftest import MEDMNIST, needs_medmnist
 from helpers import dataset, tiny_backbone
+from shpeft.data.prepared import prepare_dataset as prepare
 from shpeft.errors import ShpeftError
 from shpeft.selection.importance import (
     SCORES_FILE,
@@ -23,7 +24,6 @@ from shpeft.selection.importance import (
     top_per_row,
 )
 from shpeft.steps.backbone import build
-from shpeft.steps.prepare import prepare
 from shpeft.steps.score import score_dataset
 
 

@@ -8,6 +8,7 @@ import torch
 
 from helpers import dataset, tiny_backbone
 from shpeft.backbone.model import load_backbone
+from shpeft.data.prepared import prepare_dataset as prepare
 from shpeft.errors import ShpeftError
 from shpeft.selection.importance import ScoreConfig
 from shpeft.selection.masks import (
@@ -21,7 +22,6 @@ from shpeft.selection.masks import (
 )
 from shpeft.steps.backbone import build as build_backbone
 from shpeft.steps.mask import build as build_mask
-from shpeft.steps.prepare import prepare
 from shpeft.steps.score import score_dataset
 
 TOTAL = 1000

@@ -4,18 +4,20 @@ overlays for your own data prepare and plan as they are."""
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fabricate import TREES
 
 from conftest import ROOT
 from helpers import image_folder
 from shpeft import dag
 from shpeft.errors import ShpeftError
-from shpeft.params import load
+from shpeft.params import load, read_yaml
 from shpeft.steps import run_job
 
 OVERLAYS = sorted(p.relative_to(ROOT) for p in (ROOT / "config").rglob("*.yaml"))
@@ -45,6 +47,41 @@ def test_the_paper_overlay_names_no_dataset_and_runs_three_seeds():
     assert params.experiment == "medmnist-224"  # the data overlay's study, with other weights
     assert "datasets" not in text.split("sweeps:")[0] and len(params.seeds) >= 3
     assert all(len(getattr(params.sweeps, s).seeds) >= 3 for s in ("budget", "rho"))
+
+
+def test_the_paper_config_repeats_the_weights_overlay_and_runs_every_method():
+    weights = read_yaml(ROOT / "config" / "vit-b16-in21k.yaml")
+    paper = read_yaml(ROOT / "config" / "paper.yaml")
+    for key, value in weights.items():  # the same facts, so that paper.yaml runs alone
+        if key == "sweeps":
+            for sweep, options in value.items():
+                assert paper[key][sweep] == {**options, "datasets": None}, sweep
+        else:
+            assert paper[key] == value, key
+    params = load([ROOT / "params.yaml", ROOT / "config" / "paper.yaml"])
+    assert set(params.grid.methods) == set(params.methods) and len(params.seeds) >= 3
+    assert {params.datasets[d].source for d in params.grid.datasets} == set(TREES)
+    assert params.study_datasets() == params.grid.datasets and params.tune.enabled
+    assert {mask.budget for mask in params.masks.values()} == {0.0001}
+
+
+def test_the_paper_grid_plans_given_local_dataset_roots(project):
+    """`snakemake -n --configfile config/paper.yaml`, each preset's tree where its root says."""
+    shutil.copytree(ROOT / "config", project / "config")
+    params = load([project / "params.yaml", project / "config" / "paper.yaml"])
+    for name in params.grid.datasets:
+        entry = params.datasets[name]
+        TREES[entry.source](project / entry.root)
+    plan = subprocess.run(
+        [f"{BIN}/snakemake", "-n", "--cores", "1", "--configfile", "config/paper.yaml"],
+        capture_output=True,
+        text=True,
+    )
+    assert plan.returncode == 0, plan.stdout[-2000:] + plan.stderr[-2000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, re.MULTILINE))
+    runs = len(params.grid.datasets) * len(params.grid.methods) * len(params.seeds)
+    assert int(counts["finetune"]) == runs == 6 * 17 * 3
+    assert int(counts["prepare"]) == 6 and int(counts["study"]) == 6 * 3
 
 
 def _csv_data(root: Path) -> None:

@@ -108,6 +108,18 @@ def test_no_traceback_reaches_the_user_of_the_command(in_tmp):
         ("sweeps: {budget: {values: [0.0]}}", "key 'sweeps.budget.values.0': 0.0 is refused"),
         ("methods: {full: {finetune: {epochz: 2}}}", "'methods.full.finetune.epochz': unknown"),
         ("grid: {datasets: []}", "key 'grid.datasets': [] is refused: list should have at least"),
+        (
+            "published: [{dataset: busi, method: X, metric: accuracy, value: 0.9, citation: Y}]",
+            "key 'published.0.dataset': 'busi' is not defined under 'datasets' (dermoscopy,",
+        ),
+        (
+            "published: [{dataset: xray, method: X, metric: accuracy, value: 91.2, citation: Y}]",
+            "key 'published.0.value': 91.2 is refused",
+        ),
+        (
+            "datasets: {xray: {cross_split_duplicates: drop}}",
+            "'drop' is refused: input should be 'report' or 'refuse'",
+        ),
     ],
 )
 def test_bad_values_name_the_key(in_tmp, overlay, expected):

@@ -11,12 +11,13 @@ import scipy.stats
 
 from shpeft.analysis.compare import ACROSS, pairwise, ranks, smallest_p, wilcoxon
 from shpeft.analysis.stats import (
+    PublishedResult,
     StatsConfig,
     bootstrap_intervals,
     detailed_metrics,
     expected_calibration_error,
 )
-from shpeft.analysis.tables import main_table, to_latex, to_markdown
+from shpeft.analysis.tables import main_table, to_latex, to_markdown, with_published
 
 CFG = StatsConfig()
 
@@ -163,6 +164,36 @@ def test_main_table_bolds_the_best_and_reads_as_latex():
     assert all(row.count(" & ") == header.count(" & ") == 9 for row in body)
     assert len(body) == 3 and r"\textbf{" in body[2] and r"$\pm$" in body[0]
     assert r"Accuracy\_test" in latex
+
+
+def test_published_results_are_marked_rows_outside_the_ranks_tests_and_bold():
+    runs = _runs(["full", "sh-peft"], [0, 1, 2])
+    table, best = _tables(runs, ("accuracy", "macro_f1"))
+    cite = "A. Author et al., MICCAI 2024, Table 1"
+    published = [
+        PublishedResult(
+            dataset="d1", method="TaskNet", metric="accuracy", value=0.99, citation=cite
+        ),
+        PublishedResult(
+            dataset="d2", method="TaskNet", metric="macro_f1", value=0.5, citation=cite
+        ),
+        PublishedResult(dataset="d9", method="Other", metric="accuracy", value=0.7, citation="B"),
+        PublishedResult(dataset="d1", method="TaskNet", metric="auc", value=0.9, citation=cite),
+    ]
+    marked, note = with_published(table, published)
+    assert (
+        len(marked) == 3 and (marked.iloc[:2].values == table.values).all()
+    )  # one row; d9 and AUC not shown
+    row = marked.iloc[2]
+    assert row["method"] == "TaskNet [1]" and row["d1 Acc"] == "0.990" and row["d2 F1"] == "0.500"
+    assert row["d1 F1"] == row["mean Acc"] == "" and row["mean rank"] == "published"
+    assert row["p vs sh-peft (Holm)"] == "published"
+    assert best["d1 Acc"] == "sh-peft"  # 0.99 would be the best: it is not in the statistics
+    assert f"[1] {cite}." in note and "not comparable run for run" in note
+    assert "TaskNet [1]" in to_markdown(marked, best, note) and "**0.990**" not in to_markdown(
+        marked, best, note
+    )
+    assert with_published(table, []) == (table, "")
 
 
 def test_across_datasets_seeds_are_averaged_first_and_holm_corrects():

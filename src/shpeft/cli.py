@@ -164,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def add_bench_commands(bench: argparse.ArgumentParser, add) -> None:
-    """`bench train-step` and `bench loader`; their defaults live in `shpeft.bench`."""
+    """`bench train-step`, `bench loader` and `bench prepare`; defaults live in `shpeft.bench`."""
     benches = bench.add_subparsers(dest="bench", required=True)
     step = add("train-step", cmd_bench, "cost of one training step", False, benches)
     for option, kind in (("model", str), ("img-size", int), ("batch-size", int)):
@@ -182,6 +182,11 @@ def add_bench_commands(bench: argparse.ArgumentParser, add) -> None:
     )
     load.add_argument("--target", type=float, dest="opt_target", help="images per second to reach")
     load.add_argument("--device", choices=["auto", "cpu", "cuda"], dest="opt_device")
+    prep = add("prepare", cmd_bench, "peak memory of preparing a large archive", False, benches)
+    prep.add_argument("--gigabytes", type=float, dest="opt_gigabytes", help="pixels to generate")
+    prep.add_argument("--stored-size", type=int, choices=[28, 64, 128, 224], dest="opt_stored_size")
+    for option in ("img-size", "threads", "seed"):
+        prep.add_argument(f"--{option}", type=int, dest=f"opt_{option.replace('-', '_')}")
 
 
 def wildcard_value(wildcard: str) -> Callable[[str], str]:

@@ -441,7 +441,12 @@ STEPS: dict[str, Step] = {
             over={},
             outputs=lambda j: {"tables": j.layout.tables_dir(), "metrics": j.layout.metrics_file()},
             inputs=Inputs(gathered=_grid_runs, roots={"runs": lambda j: j.layout.runs_root()}),
-            reads={"seeds": "seeds", "stats": "stats", "tables": "tables"},
+            reads={
+                "seeds": "seeds",
+                "stats": "stats",
+                "tables": "tables",
+                "published": "published",
+            },
             selects=("grid",),
             metrics=("metrics",),
         ),

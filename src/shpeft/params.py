@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_mode
 from pydantic_core import ErrorDetails
 
 from shpeft import paths
-from shpeft.analysis.stats import StatsConfig, TablesConfig
+from shpeft.analysis.stats import PublishedResult, StatsConfig, TablesConfig
 from shpeft.backbone.config import BackboneConfig
 from shpeft.config import NAME_PATTERN, Name, Section, Unique, deep_merge
 from shpeft.data import registry as data_registry
@@ -112,6 +112,8 @@ class ParamsBase(Section):
     """Statistics of the tables."""
     tables: TablesConfig = Field(default_factory=TablesConfig)
     """What the main table shows."""
+    published: list[PublishedResult] = []
+    """Results from the literature, shown as marked reference rows of the main table."""
     sweeps: Sweeps = Field(default_factory=Sweeps)
     """Budget and hybrid-ratio sweeps."""
     study: StudyConfig = Field(default_factory=StudyConfig)
@@ -235,6 +237,13 @@ class ParamsBase(Section):
         for name, sweep in self.sweeps.active().items():
             yield from self._sweep_references(name, sweep)
         yield from self._study_references()
+        for index, result in enumerate(self.published):
+            if result.dataset not in self.datasets:
+                defined = ", ".join(sorted(self.datasets))
+                yield (
+                    f"published.{index}.dataset",
+                    f"'{result.dataset}' is not defined under 'datasets' ({defined})",
+                )
 
     def _study_references(self) -> Iterator[tuple[str, str]]:
         """The study reads the runs of `study.method` and `study.mask`'s budget; a reference

@@ -91,6 +91,10 @@ def _section(name: str, annotation: Any) -> list[str]:
         return out
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _table(annotation, name)
+    item = unwrap(typing.get_args(annotation)[0]) if typing.get_origin(annotation) is list else None
+    if isinstance(item, type) and issubclass(item, BaseModel):  # a list of entries
+        summary = " ".join(item.__doc__.split())
+        return [f"A list; each entry: {summary}", "", *_table(item, f"{name}[]")]
     return [f"Type: {_type(annotation)}.", ""]
 
 

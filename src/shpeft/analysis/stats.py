@@ -50,6 +50,22 @@ class TablesConfig(Section):
     and the best other method is chosen by (on validation)."""
 
 
+class PublishedResult(Section):
+    """A result from the literature, shown in the main table as a marked row: never ranked,
+    tested or bold, since it comes from another split, protocol and code."""
+
+    dataset: Name
+    """The dataset it is shown under (a key of `datasets`)."""
+    method: str = Field(min_length=1)
+    """The method as the publication names it, e.g. a model built for the task."""
+    metric: Literal["accuracy", "macro_f1", "balanced_accuracy", "auc"]
+    """Which test metric `value` is."""
+    value: float = Field(ge=0, le=1)
+    """As published, as a fraction (0.912, not 91.2)."""
+    citation: str = Field(min_length=1)
+    """Where it is published (authors, venue, year; a table number helps a reader check)."""
+
+
 def level_label(level: float) -> str:
     """A confidence level as a percentage, without rounding it away (0.975 is 97.5%)."""
     return f"{100 * level:.4g}%"

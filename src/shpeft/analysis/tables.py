@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from shpeft.analysis.compare import ACROSS
-from shpeft.analysis.stats import LABELS
+from shpeft.analysis.stats import LABELS, PublishedResult
 
 METHOD_COL = "method"
 FRACTION_COL = "trainable (% of backbone)"
+PUBLISHED = "published"
 
 
 def _cell(values: pd.Series, level: float) -> tuple[float, str]:
@@ -79,6 +80,32 @@ def main_table(
         "reference" if m in references else _versus(pairs, focus, m) for m in methods
     ]
     return table, best
+
+
+def with_published(
+    table: pd.DataFrame, published: Sequence[PublishedResult]
+) -> tuple[pd.DataFrame, str]:
+    """The table with a marked row per published method (its value under each dataset and
+    metric it reports, the table's other cells empty), and the caption's note with citations.
+    Results for datasets or metrics the table does not show are left out."""
+    shown = [r for r in published if f"{r.dataset} {LABELS.get(r.metric)}" in table.columns]
+    if not shown:
+        return table, ""
+    citations = list(dict.fromkeys(r.citation for r in shown))
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for result in shown:
+        number = citations.index(result.citation) + 1
+        row = rows.setdefault((result.method, result.citation), dict.fromkeys(table.columns, ""))
+        row.update({METHOD_COL: f"{result.method} [{number}]", "mean rank": PUBLISHED})
+        row[table.columns[-1]] = PUBLISHED
+        row[f"{result.dataset} {LABELS[result.metric]}"] = f"{result.value:.3f}"
+    added = pd.DataFrame(list(rows.values()), columns=table.columns)
+    note = (
+        f" Rows marked {PUBLISHED}: results as their publications report them (on their own "
+        "splits, protocols and code, so not comparable run for run), outside the ranks, tests "
+        "and bold: " + "; ".join(f"[{i}] {c}" for i, c in enumerate(citations, 1)) + "."
+    )
+    return pd.concat([table, added], ignore_index=True), note
 
 
 def _versus(pairs: pd.DataFrame, focus: str, method: str) -> str:

@@ -84,6 +84,16 @@ def create(cfg: BackboneConfig, num_classes: int = 0, pretrained: bool = False) 
         if "Unknown model" in str(exc):
             raise ShpeftError(f"backbone.model: unknown timm model '{cfg.model}'") from None
         raise
+    except OSError as exc:  # the hub's errors: offline, not cached, not found, HTTP
+        if not pretrained:
+            raise
+        cause = (str(exc).splitlines() or [""])[0][:200]
+        raise ShpeftError(
+            f"backbone.weights: hub: the weights of '{cfg.model}' are neither reachable on the "
+            f"Hugging Face hub nor in its cache ({type(exc).__name__}: {cause}). Where there is "
+            "internet, run `shpeft fetch` to fill the cache (jobs on offline nodes then read it "
+            "with HF_HUB_OFFLINE=1), or point at a local copy: weights: file:<path>"
+        ) from None
 
 
 def obtain(cfg: BackboneConfig, compute: Compute = AUTO) -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -20,6 +20,11 @@ def run_bench(name: str, options: dict[str, Any]) -> None:
             f"k = {report['k']}; sparse step / floor step = {report['sparse_step_vs_floor']:.3f}; "
             f"deterministic / sparse = {report['deterministic_step_vs_sparse']:.3f}"
         )
+    elif name == "prepare":
+        from shpeft.bench.prepare import PrepareBench, prepare_memory, prepare_table
+
+        report = prepare_memory(PrepareBench(**given), paths.bench_dir())
+        print(prepare_table(report))
     else:
         from shpeft.bench.loader import LoaderBench, loader, loader_table
 

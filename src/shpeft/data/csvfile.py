@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from shpeft.data.files import collect, inside_root, pattern_groups
+from shpeft.data.files import collect, inside_root
 from shpeft.data.registry import (
     SPLITS,
     UNASSIGNED,
@@ -75,10 +75,6 @@ def load_csv(cfg: CsvConfig) -> RawDataset:
         if empty:
             raise ShpeftError(f"{manifest}:{empty[0]}: no {cfg.group_column} for this image")
         groups = np.array(values), f"column {cfg.group_column}"
-    elif cfg.group_pattern:
-        paths = [path for path, _, _ in entries]
-        groups = (
-            pattern_groups(paths, root, cfg.group_pattern, str(manifest)),
-            f"pattern {cfg.group_pattern}",
-        )
-    return collect(root, entries, class_names, cfg.image_size, [manifest], groups)
+    return collect(
+        root, entries, class_names, cfg.image_size, [manifest], groups, cfg.group_pattern
+    )

@@ -1,17 +1,18 @@
-"""Shared by the file-based sources: path safety, decoding a list of files, hashing them."""
+"""Shared by the file-based sources: path safety, groups, decoding a list of files, hashing them."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from shpeft.data.images import read_image
+from shpeft.data.images import ImageFile, ZipMember, read_image
 from shpeft.data.registry import UNASSIGNED, RawDataset
+from shpeft.data.stream import ImageStream, chunk_length
 from shpeft.errors import ShpeftError
 from shpeft.fileio import sha256_file
 
@@ -47,36 +48,64 @@ def pattern_groups(paths: Sequence[Path], root: Path, pattern: str, origin: str)
     return np.array(groups)
 
 
+def _archive(path: ImageFile) -> Path:
+    return path.archive if isinstance(path, ZipMember) else path
+
+
+class FileImages(ImageStream):
+    """Image files (or zip members) decoded a chunk at a time on the job's threads."""
+
+    def __init__(self, paths: Sequence[ImageFile], image_size: int, root: Path) -> None:
+        super().__init__(len(paths), image_size)
+        self.paths, self.root = list(paths), root
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        step, size = chunk_length(self.image_size), self.image_size
+        with ThreadPoolExecutor(decoding_threads()) as pool:  # Pillow decodes outside the GIL
+            for start in range(0, self.count, step):
+                batch = self.paths[start : start + step]
+                yield np.stack(list(pool.map(lambda path: read_image(path, size), batch)))
+
+    def name(self, index: int) -> str:
+        return os.path.relpath(str(self.paths[index]), self.root)
+
+
 def collect(
     root: Path,
-    entries: Sequence[tuple[Path, int, int]],
+    entries: Sequence[tuple[ImageFile, int, int]],
     class_names: list[str],
     image_size: int,
     extra_files: Sequence[Path] = (),
     groups: tuple[np.ndarray, str] | None = None,
+    pattern: str | None = None,
+    origin: Path | None = None,
 ) -> RawDataset:
-    """Decode `(path, label, split)` entries into a RawDataset, hashing every file read.
+    """The RawDataset of `(file, label, split)` entries, hashing every file (or archive) read;
+    the images are decoded as they are written.
 
-    Messages about the dataset as a whole name the first of `extra_files` (a manifest), else `root`.
-    `groups` are each entry's patient or lesion, with how they were read.
+    Messages about the dataset as a whole name `origin`, else the first of `extra_files` (a
+    manifest), else `root`.
+    `groups` are each entry's patient or lesion, with how they were read; else `pattern` (a
+    `group_pattern`) reads them from the paths.
     """
-    for path, _, _ in entries:
+    origin = str(origin or (extra_files[0] if extra_files else root))
+    if groups is None and pattern:
+        paths = [p.as_path() if isinstance(p, ZipMember) else p for p, _, _ in entries]
+        groups = pattern_groups(paths, root, pattern, origin), f"pattern {pattern}"
+    images = list(dict.fromkeys(_archive(path) for path, _, _ in entries))
+    for path in images:
         if not path.resolve().is_relative_to(root):
             raise ShpeftError(f"{path}: refused, it resolves outside the data root {root}")
-    with ThreadPoolExecutor(decoding_threads()) as pool:  # Pillow decodes outside the GIL
-        images = np.stack(list(pool.map(lambda e: read_image(e[0], image_size), entries)))
-    hashes = {
-        os.path.relpath(p, root): sha256_file(p) for p in [*extra_files, *(e[0] for e in entries)]
-    }
+    files = [*extra_files, *images]
     splits = {split for _, _, split in entries}
     return RawDataset(
-        images=images,
+        images=FileImages([path for path, _, _ in entries], image_size, root),
         labels=np.array([label for _, label, _ in entries], dtype=np.int64),
         class_names=class_names,
         split=np.array([split for _, _, split in entries], dtype=np.int8),
-        source_files=hashes,
+        source_files={os.path.relpath(p, root): sha256_file(p) for p in files},
         split_origin="official" if UNASSIGNED not in splits else "stratified",
-        origin=str(extra_files[0] if extra_files else root),
+        origin=origin,
         groups=None if groups is None else groups[0],
         grouping=None if groups is None else groups[1],
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shpeft.data.files import collect, pattern_groups
+from shpeft.data.files import collect
 from shpeft.data.images import EXTENSIONS
 from shpeft.data.registry import (
     SPLITS,
@@ -61,11 +61,4 @@ def load_imagefolder(cfg: ImageFolderConfig) -> RawDataset:
         for class_dir in _class_dirs(folder)
         for path in _images_in(class_dir)
     ]
-    groups = None
-    if cfg.group_pattern:
-        paths = [path for path, _, _ in entries]
-        groups = (
-            pattern_groups(paths, root, cfg.group_pattern, str(root)),
-            f"pattern {cfg.group_pattern}",
-        )
-    return collect(root, entries, class_names, cfg.image_size, groups=groups)
+    return collect(root, entries, class_names, cfg.image_size, pattern=cfg.group_pattern)

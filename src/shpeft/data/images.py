@@ -8,7 +8,11 @@ are converted with Pillow's standard formulas. Resizing uses Pillow's antialiase
 
 from __future__ import annotations
 
+import io
 import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,33 @@ from shpeft.errors import ShpeftError
 #: Refuse decompression bombs: an image with more pixels than this is an error, not a warning.
 MAX_PIXELS = 64_000_000
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm"}
+
+
+@dataclass(frozen=True)
+class ZipMember:
+    """An image inside a zip archive, read without unpacking the archive."""
+
+    archive: Path
+    member: str
+
+    def __str__(self) -> str:
+        return f"{self.archive}:{self.member}"
+
+    def as_path(self) -> Path:
+        """Where the member would lie were the archive unpacked beside itself (what a
+        `group_pattern` is matched against, so that it fits both layouts)."""
+        return self.archive.parent / self.member
+
+    def read(self) -> io.BytesIO:
+        try:
+            with zipfile.ZipFile(self.archive) as archive:
+                return io.BytesIO(archive.read(self.member))
+        except (OSError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as exc:
+            # damaged deflate data, Deflate64 (which zipfile cannot read), an encrypted member
+            raise ShpeftError(f"{self}: cannot be read from the archive ({exc})") from None
+
+
+ImageFile = Path | ZipMember
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -46,7 +77,7 @@ def resize(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
+def read_image(path: ImageFile, size: int) -> np.ndarray:
     """Decode one file to an RGB uint8 array of shape (size, size, 3), or fail naming the file.
 
     The pixel limit is checked from the header, before decoding, without changing Pillow's global
@@ -55,7 +86,7 @@ def read_image(path: Path, size: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path.read() if isinstance(path, ZipMember) else path) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise Image.DecompressionBombError(path)
                 image.load()
@@ -68,18 +99,21 @@ def read_image(path: Path, size: int) -> np.ndarray:
         raise ShpeftError(f"{path}: corrupt or truncated image ({exc})") from None
 
 
+def check_array(dtype: np.dtype, shape: tuple[int, ...], origin: str) -> None:
+    """Refuse a stack of images that `array_to_rgb` cannot convert, before reading it."""
+    if dtype != np.uint8:
+        raise ShpeftError(f"{origin}: images must be uint8, found {dtype}")
+    if len(shape) != 3 and not (len(shape) == 4 and shape[-1] in (1, 3)):
+        raise ShpeftError(f"{origin}: expected images shaped (N, H, W[, 1|3]), found {shape}")
+
+
 def array_to_rgb(images: np.ndarray, size: int, origin: str) -> np.ndarray:
     """Convert a stack of uint8 images (N, H, W) or (N, H, W, 1|3) to (N, size, size, 3)."""
-    if images.dtype != np.uint8:
-        raise ShpeftError(f"{origin}: images must be uint8, found {images.dtype}")
+    check_array(images.dtype, images.shape, origin)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
     if images.ndim == 3:
         images = np.repeat(images[..., None], 3, axis=-1)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ShpeftError(
-            f"{origin}: expected images shaped (N, H, W[, 1|3]), found {images.shape}"
-        )
     if images.shape[1:3] == (size, size):
         return np.ascontiguousarray(images)
     return np.stack([resize(Image.fromarray(image), size) for image in images])

@@ -6,15 +6,18 @@ Files are read from a local `root`; they are downloaded through the `medmnist` p
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 from pydantic import Field
 
-from shpeft.data.images import array_to_rgb
+from shpeft.data.images import array_to_rgb, check_array
 from shpeft.data.registry import SPLITS, DatasetConfig, RawDataset, register_source
+from shpeft.data.stream import ImageStream, chunk_length
 from shpeft.errors import ShpeftError
 from shpeft.fileio import sha256_file
 
@@ -55,32 +58,104 @@ def _download(name: str, size: int, root: Path) -> None:
     dataset_cls(split="train", download=True, root=str(root), size=size)
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """The six arrays of an official file, never unpickling anything.
+KEYS = [f"{split}_{part}" for split in SPLITS for part in ("images", "labels")]
+#: numpy's header readers by format version (3.0 only differs in allowing non-ASCII names).
+_HEADERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+    (3, 0): np.lib.format.read_array_header_2_0,
+}
 
-    A corrupt file surfaces as many exception types (from zipfile, zlib and numpy's header
-    parser); each becomes one message naming the file and, where known, the array.
-    """
-    keys = [f"{split}_{part}" for split in SPLITS for part in ("images", "labels")]
+
+def _members(path: Path) -> None:
+    """Refuse a file that is not an npz archive holding the six arrays of an official file."""
     if not zipfile.is_zipfile(path):  # np.load would read a .npy or refuse a pickle instead
         raise ShpeftError(f"{path}: not an npz archive (truncated, or another format)")
     try:
-        npz = np.load(path, allow_pickle=False)
+        with zipfile.ZipFile(path) as archive:
+            names = {name.removesuffix(".npy") for name in archive.namelist()}
     except Exception as exc:
         raise ShpeftError(f"{path}: corrupt npz ({_brief(exc)})") from None
-    with npz:
-        missing = [key for key in keys if key not in npz.files]
-        if missing:
-            raise ShpeftError(f"{path}: missing array(s) {', '.join(missing)}")
-        arrays = {}
-        for key in keys:
-            try:
-                arrays[key] = npz[key]
-            except Exception as exc:  # also the refusal of an object array (ragged images)
-                raise ShpeftError(
-                    f"{path}: array '{key}' is corrupt or not a plain numeric array ({_brief(exc)})"
-                ) from None
-    return arrays
+    missing = [key for key in KEYS if key not in names]
+    if missing:
+        raise ShpeftError(f"{path}: missing array(s) {', '.join(missing)}")
+
+
+def _corrupt(path: Path, key: str, exc: Exception) -> ShpeftError:
+    return ShpeftError(
+        f"{path}: array '{key}' is corrupt or not a plain numeric array ({_brief(exc)})"
+    )
+
+
+def _labels(path: Path, key: str) -> np.ndarray:
+    """A labels array, never unpickling anything (a corrupt file surfaces as many exception
+    types, from zipfile, zlib and numpy's header parser)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return npz[key]
+    except Exception as exc:  # also the refusal of an object array
+        raise _corrupt(path, key, exc) from None
+
+
+def _header(handle) -> tuple[tuple[int, ...], np.dtype]:
+    """Read a .npy header from `handle`, leaving it at the first byte of data."""
+    version = np.lib.format.read_magic(handle)
+    if version not in _HEADERS:
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, fortran_order, dtype = _HEADERS[version](handle)
+    if dtype.hasobject:
+        raise ValueError("an object array (ragged images or pickled data) cannot be read")
+    if fortran_order and len(shape) > 1:
+        raise ValueError("stored in Fortran order; save it again in C order")
+    return shape, dtype
+
+
+class NpzImages(ImageStream):
+    """The images arrays of an npz file, decompressed a chunk of rows at a time."""
+
+    def __init__(self, path: Path, image_size: int) -> None:
+        self.path, self.parts = path, []
+        for split in SPLITS:
+            key = f"{split}_images"
+            with self._member(key) as handle:
+                shape, dtype = _header(handle)
+            check_array(dtype, shape, f"{path}:{key}")
+            self.parts.append((key, shape))
+        super().__init__(sum(shape[0] for _, shape in self.parts), image_size)
+
+    @contextlib.contextmanager
+    def _member(self, key: str) -> Iterator[IO[bytes]]:
+        """The array's bytes; any failure reading them is one message naming the array."""
+        try:
+            with zipfile.ZipFile(self.path) as archive, archive.open(f"{key}.npy") as handle:
+                yield handle
+        except ShpeftError:
+            raise
+        except Exception as exc:  # zlib, zipfile (CRC) and numpy's header parser alike
+            raise _corrupt(self.path, key, exc) from None
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        for key, shape in self.parts:
+            with self._member(key) as handle:
+                _header(handle)
+                row = int(np.prod(shape[1:]))
+                step = chunk_length(self.image_size, row)
+                for start in range(0, shape[0], step):
+                    count = min(step, shape[0] - start)
+                    data = handle.read(count * row)
+                    if len(data) != count * row:
+                        raise EOFError(f"{len(data)} bytes where {count * row} were expected")
+                    rows = np.frombuffer(data, np.uint8).reshape(count, *shape[1:])
+                    yield array_to_rgb(rows, self.image_size, f"{self.path}:{key}")
+                if handle.read(1):  # reading to the end also checks the member's CRC
+                    raise ValueError("bytes after the last image")
+
+    def name(self, index: int) -> str:
+        for key, shape in self.parts:
+            if index < shape[0]:
+                return f"{self.path.name}:{key}[{index}]"
+            index -= shape[0]
+        raise IndexError(index)
 
 
 def _brief(exc: Exception) -> str:
@@ -114,24 +189,23 @@ def load_medmnist(cfg: MedMNISTConfig) -> RawDataset:
         if not cfg.download:
             raise ShpeftError(f"{path}: MedMNIST file not found (set download: true to fetch it)")
         _download(cfg.name, cfg.size, root)
-    arrays = _read_npz(path)
+    _members(path)
+    images = NpzImages(path, cfg.image_size)
     class_names = [
         label for _, label in sorted(_info(cfg.name)["label"].items(), key=lambda kv: int(kv[0]))
     ]
-    images, labels, split = [], [], []
-    for index, name in enumerate(SPLITS):
-        part = array_to_rgb(arrays[f"{name}_images"], cfg.image_size, f"{path}:{name}_images")
-        label, n = arrays[f"{name}_labels"], len(part)
+    labels, split = [], []
+    for index, (name, (key, shape)) in enumerate(zip(SPLITS, images.parts, strict=True)):
+        label, n = _labels(path, f"{name}_labels"), shape[0]
         if not np.issubdtype(label.dtype, np.integer) or label.shape not in ((n,), (n, 1)):
             raise ShpeftError(
                 f"{path}: {name}_labels is {label.dtype} {label.shape}; expected integers "
-                f"shaped ({n}, 1), one per image of {name}_images"
+                f"shaped ({n}, 1), one per image of {key}"
             )
-        images.append(part)
         labels.append(label.reshape(-1).astype(np.int64))
-        split.append(np.full(len(part), index, dtype=np.int8))
+        split.append(np.full(n, index, dtype=np.int8))
     return RawDataset(
-        images=np.concatenate(images),
+        images=images,
         labels=np.concatenate(labels),
         class_names=class_names,
         split=np.concatenate(split),

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import Field, create_model, field_validator
 
 from shpeft.config import Section
+from shpeft.data.stream import ImageStream
 from shpeft.errors import ShpeftError
 
 SPLITS = ("train", "val", "test")
@@ -38,13 +39,17 @@ class DatasetConfig(Section):
     """Share of the cases drawn into test where the source has no test split."""
     split_seed: int = Field(0, ge=0)
     """Seeds the stratified split drawn where the source has none."""
+    cross_split_duplicates: Literal["report", "refuse"] = "report"
+    """Identical images (same prepared pixels) in two splits leak training data into evaluation:
+    `report` lists them in the manifest and the log, `refuse` stops preparation."""
 
 
 @dataclass
 class RawDataset:
-    """What a source returns: images already converted to RGB uint8 at the target size."""
+    """What a source returns: images converted to RGB uint8 at the target size, as an array or,
+    for anything read from files, a stream decoded while it is written."""
 
-    images: np.ndarray  # (N, S, S, 3) uint8
+    images: np.ndarray | ImageStream  # (N, S, S, 3) uint8
     labels: np.ndarray  # (N,) int64 indices into class_names
     class_names: list[str]
     split: np.ndarray  # (N,) int8 of TRAIN/VAL/TEST/UNASSIGNED
@@ -58,6 +63,8 @@ class RawDataset:
     groups: np.ndarray | None = None
     #: How the groups were read (for the manifest), e.g. "column patient".
     grouping: str | None = None
+    #: Further per-image labels the source ships (e.g. each pathologist's), kept in the manifest.
+    annotations: dict[str, list] = field(default_factory=dict)
 
 
 Loader = Callable[[Any], RawDataset]

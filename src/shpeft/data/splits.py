@@ -89,12 +89,7 @@ def group_counts(raw: RawDataset) -> dict[str, int] | None:
 
 
 def check(raw: RawDataset, name: str) -> None:
-    n = len(raw.images)
-    if raw.images.dtype != np.uint8 or raw.images.ndim != 4 or raw.images.shape[-1] != 3:
-        raise ShpeftError(
-            f"{raw.origin}: dataset '{name}': images must be (N, S, S, 3) uint8, "
-            f"got {raw.images.shape}"
-        )
+    n = len(raw.images)  # their dtype and shape are checked as they are written
     if len(raw.labels) != n or len(raw.split) != n:
         raise ShpeftError(f"{raw.origin}: dataset '{name}': {n} images, {len(raw.labels)} labels")
     bad = np.flatnonzero((raw.labels < 0) | (raw.labels >= len(raw.class_names)))

@@ -16,9 +16,9 @@ import pandas as pd
 from shpeft import paths
 from shpeft.analysis.collect import COUNTS, KEYS, METRICS, collect_runs, run_details
 from shpeft.analysis.compare import pairwise, ranks
-from shpeft.analysis.stats import LABELS, StatsConfig, TablesConfig, level_label
+from shpeft.analysis.stats import LABELS, PublishedResult, StatsConfig, TablesConfig, level_label
 from shpeft.analysis.summary import detail_markdown, dvc_metrics, seed_statistics, summary_markdown
-from shpeft.analysis.tables import main_table, to_latex, to_markdown
+from shpeft.analysis.tables import main_table, to_latex, to_markdown, with_published
 from shpeft.dag import Job
 from shpeft.fileio import atomic_path, write_json
 
@@ -31,6 +31,7 @@ def run(
     seeds: list[int],
     stats: StatsConfig,
     tables: TablesConfig,
+    published: list[PublishedResult],
 ) -> pd.DataFrame:
     runs, curves = collect_runs(inputs["runs"])
     summary = pd.concat([runs.astype({"seed": str}), seed_statistics(runs)], ignore_index=True)
@@ -46,6 +47,8 @@ def run(
         runs, pairs, average_ranks, tables.metrics, stats.focus, stats.level, references
     )
     caption = main_caption(tables.metrics, seeds, stats, pairs, friedman, references)
+    table, note = with_published(table, published)
+    caption += note
     with atomic_path(job.outputs["tables"]) as tmp:
         tmp.mkdir()
         summary.to_csv(tmp / paths.SUMMARY_CSV, index=False)
