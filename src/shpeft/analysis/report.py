@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from shpeft import paths
 from shpeft.analysis.stats import level_label
 from shpeft.backbone.model import backbone_info
+from shpeft.data import leakage
 from shpeft.data.prepared import PreparedDataset
 from shpeft.fileio import read_json
 from shpeft.runs import RunFolder
@@ -53,6 +54,11 @@ def dataset_entry(data_dir: Path) -> dict[str, Any]:
         "files": files[:LISTED_FILES],
         "more": max(0, len(files) - LISTED_FILES),
         "split": manifest["split_origin"],
+        "leakage": (
+            leakage.summary(manifest["duplicates"])
+            if "duplicates" in manifest
+            else "not checked (prepared by an older shpeft: run its `prepare` again)"
+        ),
         "arrays": manifest["arrays_sha256"],
         "counts": pd.DataFrame(manifest["counts"]).T.to_markdown(),
     }

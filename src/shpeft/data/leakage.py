@@ -45,20 +45,26 @@ def duplicates(
     }
 
 
-def enforce(report: dict[str, Any], dataset: str, policy: str, origin: str) -> None:
-    """Log the sets that span splits; with `policy` refuse, stop naming the first."""
-    count = report["sets_across_splits"]
-    if not count:
-        return
+def summary(report: dict[str, Any]) -> str:
+    """The sets that span splits in a sentence, naming the first ('none' without any)."""
+    if not report["sets_across_splits"]:
+        return "none"
     first = report["across_splits"][0]
     example = ", ".join(
         f"'{image}' ({split})"
         for image, split in zip(first["images"], first["splits"], strict=True)
     )
-    text = (
-        f"{origin}: dataset '{dataset}': {count} set(s) of identical images fall in two splits "
+    return (
+        f"{report['sets_across_splits']} set(s) of identical images fall in two splits "
         f"({report['images_across_splits']} images), e.g. {example}"
     )
+
+
+def enforce(report: dict[str, Any], dataset: str, policy: str, origin: str) -> None:
+    """Log the sets that span splits; with `policy` refuse, stop naming the first."""
+    if not report["sets_across_splits"]:
+        return
+    text = f"{origin}: dataset '{dataset}': {summary(report)}"
     if policy == "refuse":
         raise ShpeftError(
             f"{text}; remove the copies, or set datasets.{dataset}.cross_split_duplicates: report "
