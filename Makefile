@@ -69,6 +69,7 @@ commit: install
 	$(BIN)/dvc commit --force
 
 mlflow-ui: install
+	@$(BIN)/shpeft tracking-init --ui http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:

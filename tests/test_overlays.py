@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fabricate import TREES
 
 from conftest import ROOT
+from fabricate import TREES
 from helpers import image_folder
 from shpeft import dag
 from shpeft.errors import ShpeftError

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from fabricate import (
     ISIC,
     KVASIR,
@@ -21,7 +22,6 @@ from fabricate import (
     isic2018,
     kvasir,
 )
-
 from helpers import dataset
 from shpeft.data.prepared import PreparedDataset
 from shpeft.data.prepared import prepare_dataset as prepare_step

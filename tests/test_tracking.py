@@ -3,6 +3,7 @@ costs a job nothing but a warning and a list of what was not logged."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import time
@@ -10,6 +11,7 @@ import time
 import pytest
 
 from conftest import LAYOUT, layered
+from live import JOBS, STEPS, log_steps
 from shpeft.runs import RunFolder
 from shpeft.steps import run_job
 from shpeft.tracking import Tracker, TrackingConfig, init_tracking, tracked_run, tracking_uri
@@ -55,17 +57,6 @@ def test_rejected_calls_are_not_retried():
     assert tracker.missing == ["params"] and tracker.away is None
 
 
-STEPS = 500
-JOBS = 16
-
-
-def _log_steps(job: int) -> tuple[str | None, list[str]]:
-    with tracked_run(f"job{job}", {"job": job}, {"job": job}, TrackingConfig()) as tracker:
-        for step in range(1, STEPS + 1):
-            tracker.log_metrics({"loss": 1 / step, "job": job}, step=step)
-    return tracker.run_id, tracker.missing
-
-
 @pytest.mark.slow
 def test_parallel_jobs_log_every_point_to_sqlite(in_tmp):
     """16 processes share the default SQLite store (the workflow's parallel finetune jobs)."""
@@ -78,7 +69,7 @@ def test_parallel_jobs_log_every_point_to_sqlite(in_tmp):
         pool.apply(init_tracking)
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(JOBS) as pool:
-        results = pool.map(_log_steps, range(JOBS))
+        results = pool.map(log_steps, range(JOBS))
     print(f"{JOBS} jobs x {STEPS} steps: {time.perf_counter() - started:.1f} s")
     assert [missing for _, missing in results] == [[]] * JOBS
     client = MlflowClient(tracking_uri())
@@ -98,3 +89,28 @@ def test_finetune_without_a_reachable_server_writes_outputs(tiny_ready, in_tmp, 
     record = run.tracking()
     assert record["run_id"] is None and record["logged"] is False
     assert {"run", "params", "metrics step 1", "artifact metrics.json"} <= set(record["missing"])
+
+
+def test_the_experiment_declares_its_kind_and_a_run_logs_its_dataset(in_tmp):
+    """MLflow 3's UI opens an experiment of this kind on its runs, with the Dataset column."""
+    from mlflow import MlflowClient
+
+    data = {
+        "arrays_sha256": {"images": "a" * 64, "labels": "b" * 64, "split": "c" * 64},
+        "class_names": ["benign", "malignant"],
+        "sizes": {"train": 8, "val": 2, "test": 2},
+    }
+    with tracked_run("run", {}, {}, TrackingConfig(), "kinds") as tracker:
+        tracker.log_dataset("busi", data, "results/kinds/data/busi")
+    client = MlflowClient(tracking_uri())
+    experiment = client.get_experiment_by_name("kinds")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (given,) = client.get_run(tracker.run_id).inputs.dataset_inputs
+    assert given.dataset.name == "busi" and len(given.dataset.digest) == 16
+    assert json.loads(given.dataset.profile) == data["sizes"]
+    assert json.loads(given.dataset.source) == {"uri": "results/kinds/data/busi"}
+    assert [(t.key, t.value) for t in given.tags] == [("mlflow.data.context", "training")]
+    client.delete_experiment_tag(experiment.experiment_id, "mlflow.experimentKind")
+    init_tracking("kinds")  # a store made before the kind was declared gains it
+    kind = client.get_experiment_by_name("kinds").tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"

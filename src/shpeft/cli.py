@@ -86,10 +86,13 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def cmd_tracking_init(args: argparse.Namespace) -> None:
-    from shpeft.tracking import init_tracking, tracking_uri
+    from shpeft.tracking import init_tracking, runs_page, tracking_uri
 
-    init_tracking(load(args).experiment)
+    params = load(args)
+    experiment_id = init_tracking(params.experiment)
     print(f"MLflow store ready: {tracking_uri()}")
+    if args.ui:
+        print(f"Runs of '{params.experiment}': {runs_page(args.ui, experiment_id)}")
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -156,7 +159,8 @@ def parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
     add_bench_commands(sub.add_parser("bench", help="benchmarks (print a table, write JSON)"), add)
     add("fetch", cmd_fetch, "download hub weights and datasets, for compute nodes without internet")
-    add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
+    init = add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
+    init.add_argument("--ui", metavar="URL", help="also print the experiment's runs page there")
     add("summary", cmd_summary, "print the summary table and where outputs are")
     add("schema", cmd_schema, "regenerate the params schema and config/README.md", False)
     add("dvc-yaml", cmd_dvc_yaml, "regenerate dvc.yaml from shpeft.dag and params.yaml")

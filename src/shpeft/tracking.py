@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import random
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 DEFAULT_EXPERIMENT = "shpeft"
+#: Declares the experiment's kind, so that MLflow 3's UI opens it on its runs table (an
+#: experiment without it opens on the overview of GenAI traces).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 class TrackingConfig(Section):
@@ -46,6 +51,12 @@ class TrackingConfig(Section):
     and the job's later calls are skipped, so tracking delays a job by one round at most."""
     backoff: float = Field(0.5, ge=0)
     """Seconds before the second try, doubled before each next one (with jitter)."""
+
+
+def runs_page(ui: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs table. MLflow 3.17's UI picks its views from
+    a workflow switch (default: GenAI traces), not from the experiment's kind: the page says."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def tracking_uri() -> str:
@@ -73,9 +84,14 @@ def init_tracking(experiment: str = DEFAULT_EXPERIMENT) -> str:
         mlflow.set_tracking_uri(tracking_uri())
         found = mlflow.get_experiment_by_name(experiment)
         if found is not None:
+            for key, value in EXPERIMENT_KIND.items():  # stores made before the kind was declared
+                if key not in found.tags:
+                    mlflow.MlflowClient().set_experiment_tag(found.experiment_id, key, value)
             return found.experiment_id
         location = (Path.cwd() / ARTIFACTS_DIR).as_uri() if local else None
-        return mlflow.create_experiment(experiment, artifact_location=location)
+        return mlflow.create_experiment(
+            experiment, artifact_location=location, tags=EXPERIMENT_KIND
+        )
 
 
 def _permanent(exc: Exception) -> bool:
@@ -186,6 +202,26 @@ class Tracker:
             self.missing.append(what)
             return
         self.call(what, self._client.log_batch, self.run_id, **batch)
+
+    def log_dataset(self, name: str, data: dict[str, Any], source: str) -> None:
+        """Log the prepared dataset the run trained on as its input (MLflow's Dataset column):
+        a digest of its arrays' sha256, its classes and its split sizes."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        hashes = "".join(data["arrays_sha256"][key] for key in sorted(data["arrays_sha256"]))
+        dataset = Dataset(
+            name=name,
+            digest=hashlib.sha256(hashes.encode()).hexdigest()[:16],
+            source_type="local",
+            source=json.dumps({"uri": source}),
+            schema=json.dumps({"classes": data["class_names"]}),
+            profile=json.dumps(data["sizes"]),
+        )
+        context = [InputTag("mlflow.data.context", "training")]
+        if self.run_id is None:
+            self.missing.append("dataset")
+            return
+        self.call("dataset", self._client.log_inputs, self.run_id, [DatasetInput(dataset, context)])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric

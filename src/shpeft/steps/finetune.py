@@ -101,6 +101,7 @@ def train_run(
     with tracked_run(
         setup.name, setup.tags, setup.resolved, settings, experiment, resumed_run
     ) as tracker:
+        tracker.log_dataset(job["dataset"], setup.resolved["data"], str(inputs["data"]))
         result, seconds = train(setup, int(job["seed"]), checkpoint, tracker)
         setup.resolved["train_seconds"] = seconds
         metrics = write(out, setup, result, tracker)

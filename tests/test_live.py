@@ -1,0 +1,90 @@
+"""Against real components: an `mlflow server` that a lab shares, and its UI and the HTML report
+in a headless browser (skipped, with the reason, where no browser is installed)."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from PIL import Image
+
+from live import JOBS, STEPS, chrome, log_steps, mlflow_server, screenshot, wait_for_text
+from shpeft.analysis.report import html
+from shpeft.tracking import TrackingConfig, init_tracking, runs_page, tracked_run
+
+DATA = {
+    "arrays_sha256": {"images": "a" * 64, "labels": "b" * 64, "split": "c" * 64},
+    "class_names": ["benign", "malignant"],
+    "sizes": {"train": 8, "val": 2, "test": 2},
+}
+
+
+@pytest.mark.slow
+def test_many_writers_through_a_server_lose_no_point(tmp_path, monkeypatch):
+    """16 jobs log 500 points each through the REST API; every point is read back."""
+    from mlflow import MlflowClient
+
+    with mlflow_server(tmp_path) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        init_tracking()
+        with multiprocessing.get_context("spawn").Pool(JOBS) as pool:
+            results = pool.map(log_steps, range(JOBS))
+        assert [missing for _, missing in results] == [[]] * JOBS
+        client = MlflowClient(url)
+        for run_id, _ in results:
+            history = client.get_metric_history(run_id, "loss")
+            assert sorted(m.step for m in history) == list(range(1, STEPS + 1))
+
+
+@pytest.mark.slow
+def test_the_mlflow_ui_opens_on_the_runs_table_with_the_dataset_column(tmp_path, monkeypatch):
+    session = chrome()
+    try:
+        with mlflow_server(tmp_path) as url:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+            for seed in (0, 1):
+                tags = {"dataset": "busi", "method": "sh-peft", "seed": seed}
+                with tracked_run(f"busi-sh-peft-s{seed}", tags, {}, TrackingConfig(), "ui") as run:
+                    run.log_dataset("busi", DATA, "results/ui/data/busi")
+                    run.log_metrics({"test_accuracy": 0.5 + seed / 10})
+            session.get(runs_page(url, run.experiment_id))  # what `make mlflow-ui` prints
+            text = wait_for_text(session, "busi-sh-peft-s0")
+            screenshot(session, "mlflow-runs")
+    finally:
+        session.quit()
+    assert "Run Name" in text and "Dataset" in text and "busi-sh-peft-s1" in text
+    assert text.count("busi (") == 2 and "Training" in text  # each run's dataset and context
+    assert "No data available" not in text  # not the GenAI overview
+
+
+def _figure(path, colour):
+    Image.new("RGB", (300, 200), colour).save(path)
+    return path
+
+
+def test_the_html_report_shows_every_figure_without_console_errors(tmp_path):
+    session = chrome()
+    figures = {
+        f"figure {i}": _figure(tmp_path / f"{i}.png", c)
+        for i, c in enumerate(("red", "green", "blue"))
+    }
+    (tmp_path / "report.html").write_text(
+        html("# Report\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", figures)
+    )
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    broken = {**figures, "broken": tmp_path / "bad.png"}
+    (tmp_path / "broken.html").write_text(html("# Report\n", broken))
+    loaded = (
+        "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])"
+    )
+    try:
+        session.get((tmp_path / "report.html").as_uri())
+        shown = session.execute_script(loaded)
+        errors = [e for e in session.get_log("browser") if e["level"] == "SEVERE"]
+        screenshot(session, "report-figures")
+        session.get((tmp_path / "broken.html").as_uri())
+        shown_broken = dict(session.execute_script(loaded))
+    finally:
+        session.quit()
+    assert shown == [[name, True] for name in figures] and errors == []
+    assert shown_broken["broken"] is False and shown_broken["figure 0"] is True  # it can fail
