@@ -81,12 +81,25 @@ def mlflow_server(folder: Path, timeout: float = 120) -> Iterator[str]:
         log.close()
 
 
+#: Why the browser tests cannot run here, or None.
+NO_BROWSER = (
+    None
+    if shutil.which("chromium") and shutil.which("chromedriver")
+    else "no headless browser: install the distribution's chromium and chromium-driver"
+)
+#: Each image of a page with whether it loaded.
+IMAGES_LOADED = (
+    "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])"
+)
+
+
 def chrome():
     """A headless Chromium session (console messages kept), or a skip saying what is missing."""
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if browser is None or driver is None:
-        pytest.skip("no headless browser: install the distribution's chromium and chromium-driver")
+    if NO_BROWSER:
+        pytest.skip(NO_BROWSER)
     from selenium import webdriver
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
@@ -106,6 +119,22 @@ def wait_for_text(session, text: str, timeout: float = 90) -> str:
     body = lambda s: s.find_element(By.TAG_NAME, "body").text  # noqa: E731
     WebDriverWait(session, timeout).until(lambda s: text in body(s))
     return body(session)
+
+
+def open_page(page: Path, name: str) -> tuple[dict[str, bool], list[str]]:
+    """Open a local HTML page: each image and whether it loaded, and the console's errors; a
+    screenshot of the whole page is left as `name`."""
+    session = chrome()
+    try:
+        session.get(page.as_uri())
+        loaded = dict(session.execute_script(IMAGES_LOADED))
+        errors = [e["message"] for e in session.get_log("browser") if e["level"] == "SEVERE"]
+        height = session.execute_script("return document.body.scrollHeight")
+        session.set_window_size(1200, min(int(height), 16000))
+        screenshot(session, name)
+    finally:
+        session.quit()
+    return loaded, errors
 
 
 def screenshot(session, name: str) -> Path:

@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 from conftest import LAYOUT, ROOT, use_tiny_params
+from live import NO_BROWSER, open_page
 from shpeft.params import load
 from shpeft.runs import RunFolder
 
@@ -100,6 +101,12 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
     assert all(f"### {d}, seed 0, " in report for d in ("tiny_us", "tiny_derm"))
     # The figures step's, each sweep's and each study's.
     assert html.count("data:image/png;base64,") == len(list(figures.glob("*.png"))) + 2 + 4
+    if NO_BROWSER:  # the rest of this test needs none
+        print(f"report.html not opened in a browser: {NO_BROWSER}")
+    else:  # in a real browser: every figure loads, no console error; a screenshot is left
+        loaded, errors = open_page(project / LAYOUT.root / "report" / "report.html", "report")
+        assert len(loaded) == html.count("data:image/png;base64,") and all(loaded.values())
+        assert errors == []
     assert (project / "mlflow.db").is_file()
     # The workflow's onsuccess recorded everything in dvc.lock.
     assert "up to date" in sh("dvc", "status").stdout
