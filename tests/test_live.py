@@ -3,6 +3,7 @@ in a headless browser (skipped, with the reason, where no browser is installed).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 
 import pytest
@@ -11,7 +12,6 @@ from PIL import Image
 from live import (
     JOBS,
     NO_BROWSER,
-    STEPS,
     chrome,
     log_steps,
     mlflow_server,
@@ -20,8 +20,9 @@ from live import (
     wait_for_text,
 )
 from shpeft.analysis.report import html
-from shpeft.tracking import TrackingConfig, init_tracking, runs_page, tracked_run
+from shpeft.tracking import TrackingConfig, runs_page, tracked_run
 
+POINTS = 100
 DATA = {
     "arrays_sha256": {"images": "a" * 64, "labels": "b" * 64, "split": "c" * 64},
     "class_names": ["benign", "malignant"],
@@ -30,27 +31,29 @@ DATA = {
 
 
 @pytest.mark.slow
-def test_many_writers_through_a_server_lose_no_point(tmp_path, monkeypatch):
-    """16 jobs log 500 points each through the REST API; every point is read back."""
+def test_many_writers_through_a_server_lose_no_point(in_tmp, monkeypatch):
+    """16 jobs log 100 points each through the REST API (one request a point); every point is
+    read back."""
     from mlflow import MlflowClient
 
-    with mlflow_server(tmp_path) as url:
+    with mlflow_server(in_tmp) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        init_tracking()
-        with multiprocessing.get_context("spawn").Pool(JOBS) as pool:
-            results = pool.map(log_steps, range(JOBS))
+        # Forked from a parent that never opened a connection to the server; the first job
+        # creates the experiment, under the store lock.
+        with multiprocessing.get_context("fork").Pool(JOBS) as pool:
+            results = pool.map(functools.partial(log_steps, steps=POINTS), range(JOBS))
         assert [missing for _, missing in results] == [[]] * JOBS
         client = MlflowClient(url)
         for run_id, _ in results:
             history = client.get_metric_history(run_id, "loss")
-            assert sorted(m.step for m in history) == list(range(1, STEPS + 1))
+            assert sorted(m.step for m in history) == list(range(1, POINTS + 1))
 
 
 @pytest.mark.slow
-def test_the_mlflow_ui_opens_on_the_runs_table_with_the_dataset_column(tmp_path, monkeypatch):
+def test_the_mlflow_ui_opens_on_the_runs_table_with_the_dataset_column(in_tmp, monkeypatch):
     session = chrome()
     try:
-        with mlflow_server(tmp_path) as url:
+        with mlflow_server(in_tmp) as url:
             monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
             for seed in (0, 1):
                 tags = {"dataset": "busi", "method": "sh-peft", "seed": seed}
