@@ -49,7 +49,7 @@ def class_images(images: Path, folder: str) -> dict[str, ImageFile]:
     try:
         with zipfile.ZipFile(archive) as handle:
             members = [m for m in handle.namelist() if not m.endswith("/")]
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, OSError) as exc:
         raise ShpeftError(f"{archive}: not a readable zip archive ({exc})") from None
     found: dict[str, ImageFile] = {}
     for member in members:
