@@ -110,11 +110,12 @@ def register_source(
 
 
 def sources() -> dict[str, Source]:
-    """Every registered source by name (every module of this package is imported first)."""
+    """Every registered source by name, in name order whichever modules were imported first
+    (every module of this package is imported here)."""
     package = importlib.import_module(__package__)
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{__package__}.{module.name}")
-    return dict(_SOURCES)
+    return dict(sorted(_SOURCES.items()))
 
 
 def config_union() -> Any:
