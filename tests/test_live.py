@@ -30,39 +30,44 @@ DATA = {
 }
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One real server for this module's tests (starting one takes 15 to 25 s)."""
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+        yield url
+
+
 @pytest.mark.slow
-def test_many_writers_through_a_server_lose_no_point(in_tmp, monkeypatch):
+def test_many_writers_through_a_server_lose_no_point(server, in_tmp, monkeypatch):
     """16 jobs log 100 points each through the REST API (one request a point); every point is
     read back."""
     from mlflow import MlflowClient
 
-    with mlflow_server(in_tmp) as url:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        # Forked from a parent that never opened a connection to the server; the first job
-        # creates the experiment, under the store lock.
-        with multiprocessing.get_context("fork").Pool(JOBS) as pool:
-            results = pool.map(functools.partial(log_steps, steps=POINTS), range(JOBS))
-        assert [missing for _, missing in results] == [[]] * JOBS
-        client = MlflowClient(url)
-        for run_id, _ in results:
-            history = client.get_metric_history(run_id, "loss")
-            assert sorted(m.step for m in history) == list(range(1, POINTS + 1))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    # Forked from a parent that never opened a connection to the server; the first job creates
+    # the experiment, under the store lock.
+    with multiprocessing.get_context("fork").Pool(JOBS) as pool:
+        results = pool.map(functools.partial(log_steps, steps=POINTS), range(JOBS))
+    assert [missing for _, missing in results] == [[]] * JOBS
+    client = MlflowClient(server)
+    for run_id, _ in results:
+        history = client.get_metric_history(run_id, "loss")
+        assert sorted(m.step for m in history) == list(range(1, POINTS + 1))
 
 
 @pytest.mark.slow
-def test_the_mlflow_ui_opens_on_the_runs_table_with_the_dataset_column(in_tmp, monkeypatch):
+def test_the_mlflow_ui_opens_on_the_runs_table_with_the_dataset_column(server, in_tmp, monkeypatch):
     session = chrome()
     try:
-        with mlflow_server(in_tmp) as url:
-            monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-            for seed in (0, 1):
-                tags = {"dataset": "busi", "method": "sh-peft", "seed": seed}
-                with tracked_run(f"busi-sh-peft-s{seed}", tags, {}, TrackingConfig(), "ui") as run:
-                    run.log_dataset("busi", DATA, "results/ui/data/busi")
-                    run.log_metrics({"test_accuracy": 0.5 + seed / 10})
-            session.get(runs_page(url, run.experiment_id))  # what `make mlflow-ui` prints
-            text = wait_for_text(session, "busi-sh-peft-s0")
-            screenshot(session, "mlflow-runs")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+        for seed in (0, 1):
+            tags = {"dataset": "busi", "method": "sh-peft", "seed": seed}
+            with tracked_run(f"busi-sh-peft-s{seed}", tags, {}, TrackingConfig(), "ui") as run:
+                run.log_dataset("busi", DATA, "results/ui/data/busi")
+                run.log_metrics({"test_accuracy": 0.5 + seed / 10})
+        session.get(runs_page(server, run.experiment_id))  # what `make mlflow-ui` prints
+        text = wait_for_text(session, "busi-sh-peft-s0")
+        screenshot(session, "mlflow-runs")
     finally:
         session.quit()
     assert "Run Name" in text and "Dataset" in text and "busi-sh-peft-s1" in text
