@@ -10,7 +10,7 @@ GPU_COUNT := $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 GPU_SLOTS ?= $(if $(filter-out 0,$(GPU_COUNT)),$(GPU_COUNT),$(CORES))
 UV_VERSION := 0.13.9
 
-.PHONY: install demo test lint format lock schema dvc-yaml commit mlflow-ui clean
+.PHONY: install demo test slurm-test gpu-check lint format lock schema dvc-yaml commit mlflow-ui clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,16 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The tiny grid on a one-node SLURM cluster started here (root, slurm-wlm and munge installed);
+# part of `make test` too, where it skips with the reason when it cannot start one.
+slurm-test: install
+	$(BIN)/python -m pytest -q -rs tests/test_slurm.py
+
+# On a CUDA machine: device and build, the tiny grid on every GPU, the train-step benchmark on
+# ViT-B/16, deterministic reruns; results/gpu-check/. Exit 3: no CUDA here.
+gpu-check: install
+	$(BIN)/shpeft gpu-check
 
 lint: install
 	$(BIN)/ruff check src tests

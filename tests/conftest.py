@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,10 +69,8 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    """A scratch copy of the workflow files, as a git + DVC repository, as working directory."""
-    dest = tmp_path / "project"
+def make_project(dest: Path) -> Path:
+    """A scratch copy of the workflow files at `dest`, as a git + DVC repository."""
     for name in PROJECT_FILES:
         source = ROOT / name
         target = dest / name
@@ -89,12 +88,18 @@ def project(tmp_path, monkeypatch) -> Path:
         "GIT_COMMITTER_EMAIL": "t@t",
     }
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True, env=env)
-    (dest / ".gitignore").write_text(
-        "/results/\n/mlflow.db*\n/mlartifacts/\n/.snakemake/\n/.shpeft/\n"
-    )
+    ignored = (ROOT / ".gitignore").read_text().splitlines()  # the project's own rules
+    (dest / ".gitignore").write_text("\n".join([*ignored, "/mlflow.db*", ""]))
     (dest / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
     subprocess.run(["git", "add", "-A"], cwd=dest, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", "init"], cwd=dest, check=True, env=env)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A scratch project (`make_project`) as working directory."""
+    dest = make_project(tmp_path / "project")
     monkeypatch.chdir(dest)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("SHPEFT_PARAMS", raising=False)
@@ -124,3 +129,43 @@ def tiny_ready(in_tmp) -> Params:
     run_job(params, "prepare", dataset="tiny_us")
     run_job(params, "backbone")
     return params
+
+
+#: The tiny grid narrowed to one dataset and two methods, each job's memory request small enough
+#: for one machine as one SLURM node, logging to the server `served_grid` starts.
+SERVED_GRID = """\
+grid: {datasets: [tiny_us], methods: [linear, sh-peft]}
+sweeps: {budget: {values: []}, rho: {values: []}}
+resources:
+  prepare: {runtime: 10, mem_mb: 1500}
+  backbone: {runtime: 10, mem_mb: 1500}
+  score: {runtime: 10, mem_mb: 1500}
+  tune: {runtime: 10, mem_mb: 1500}
+  finetune: {runtime: 10, mem_mb: 1500}
+  study: {runtime: 10, mem_mb: 1500}
+tracking: {uri: "%s"}
+"""
+
+
+@pytest.fixture(scope="session")
+def served_grid(tmp_path_factory) -> Iterator[tuple[Path, str]]:
+    """`SERVED_GRID` run locally with `--cores 2` against a real `mlflow server`, which stays up
+    for the session: the project and the server's URL."""
+    from live import BIN, mlflow_server
+
+    folder = tmp_path_factory.mktemp("served")
+    with mlflow_server(folder) as url:
+        project = make_project(folder / "project")
+        use_tiny_params(project, SERVED_GRID % url)
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SHPEFT_PARAMS")
+        }
+        result = subprocess.run(
+            ["snakemake", "--cores", "2", "--resources", "gpu=2"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            env={**env, "PATH": f"{BIN}:{env['PATH']}"},
+        )
+        assert result.returncode == 0, result.stderr[-6000:]
+        yield project, url

@@ -26,9 +26,9 @@ BIN = Path(sys.executable).parent
 
 def log_steps(job: int, steps: int = STEPS) -> tuple[str | None, list[str]]:
     """One job's run of `steps` points to the tracking store of the environment."""
-    from shpeft.tracking import TrackingConfig, tracked_run
+    from shpeft.tracking import tracked_run
 
-    with tracked_run(f"job{job}", {"job": job}, {"job": job}, TrackingConfig()) as tracker:
+    with tracked_run(f"job{job}", {"job": job}, {"job": job}) as tracker:
         for step in range(1, steps + 1):
             tracker.log_metrics({"loss": 1 / step, "job": job}, step=step)
     return tracker.run_id, tracker.missing

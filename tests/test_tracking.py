@@ -100,7 +100,7 @@ def test_the_experiment_declares_its_kind_and_a_run_logs_its_dataset(in_tmp):
         "class_names": ["benign", "malignant"],
         "sizes": {"train": 8, "val": 2, "test": 2},
     }
-    with tracked_run("run", {}, {}, TrackingConfig(), "kinds") as tracker:
+    with tracked_run("run", {}, {}, experiment="kinds") as tracker:
         tracker.log_dataset("busi", data, "results/kinds/data/busi")
     client = MlflowClient(tracking_uri())
     experiment = client.get_experiment_by_name("kinds")

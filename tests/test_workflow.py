@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -208,7 +209,10 @@ def test_snakemake_then_dvc_agree_and_rerun_exactly(project):
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     counts = {
-        name: len(client.search_runs([client.get_experiment_by_name(name).experiment_id]))
+        name: sum(
+            run.data.tags["step"] in ("finetune", "sweep_finetune", "study")
+            for run in client.search_runs([client.get_experiment_by_name(name).experiment_id])
+        )
         for name in ("tiny", "single")
     }
     # Grid and sweep runs, the studies, and DVC's rerun after the grid change; the single run.
@@ -260,23 +264,44 @@ def test_an_edited_label_reruns_prepare_and_what_follows_in_both_tools(project):
     }
 
 
-def test_dvc_repro_runs_the_pipeline(project):
+def test_dvc_repro_runs_the_pipeline_and_an_experiment_reruns_what_it_changes(project):
     # One dataset and no sweep keep it short; the sweeps' stages run in the test above.
     use_tiny_params(
-        project, "grid: {datasets: [tiny_us]}\nsweeps: {budget: {values: []}, rho: {values: []}}\n"
+        project,
+        "grid: {datasets: [tiny_us], methods: [full, linear, lora, sh-peft, sparse-oracle]}\n"
+        "sweeps: {budget: {values: []}, rho: {values: []}}\n",
     )
     sh("dvc", "repro")
-    # Four runs, then a mean and a std row for each of the four methods.
-    assert len(pd.read_csv(LAYOUT.table("summary.csv"))) == 4 + 2 * 4
+    methods = ["full", "linear", "lora", "sh-peft", "sparse-oracle"]
+    # Five runs, then a mean and a std row for each of the five methods.
+    assert len(pd.read_csv(LAYOUT.table("summary.csv"))) == 5 + 2 * 5
     assert "up to date" in sh("dvc", "status").stdout
     assert (project / LAYOUT.root / "metrics.json").is_file()
     pareto = pd.read_csv(LAYOUT.table("pareto.csv"))
-    assert list(pareto["method"]) == ["full", "linear", "sh-peft", "sparse-oracle"]
+    assert list(pareto["method"]) == methods
     assert pareto.loc[0, "trainable_fraction"] == 1.0 and pareto.loc[1, "trainable_fraction"] == 0
     rendered = json.loads(sh("dvc", "plots", "show", "--json").stdout)["data"]
     pareto_plot = "Accuracy against trainable fraction (Pareto)"
     assert set(rendered) == {"Validation accuracy per epoch", pareto_plot}
     assert "trainable_fraction" in json.dumps(rendered[pareto_plot])
+    # An experiment on the committed baseline: only the LoRA run and what gathers runs rerun
+    # (not the study, which reads the mask trainers' configs alone).
+    for key, value in (("user.name", "t"), ("user.email", "t@t")):  # DVC commits experiments
+        sh("git", "config", key, value)
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "baseline")
+    ran = sh("dvc", "exp", "run", "-n", "lora16", "-S", "methods.lora.rank=16").stdout
+    assert sorted(set(re.findall(r"Running stage '([^']+)'", ran))) == [
+        "aggregate",
+        "figures",
+        "finetune-lora@tiny_us-0",
+        "report",
+    ], ran
+    shown = pd.read_csv(io.StringIO(sh("dvc", "exp", "show", "--csv").stdout))
+    row = shown[shown["Experiment"] == "lora16"].iloc[0]
+    assert str(row["methods.lora.rank"]) in ("16", "16.0")
+    metric = next(c for c in shown.columns if c.endswith("tiny_us.lora.accuracy_mean"))
+    assert 0 <= float(row[metric]) <= 1
 
 
 def test_snakemake_lint_is_clean(project):

@@ -31,9 +31,11 @@ def params_files(args: argparse.Namespace) -> list[str]:
 def load(args: argparse.Namespace):
     from shpeft.dvc_yaml import check_current
     from shpeft.params import load as load_params
+    from shpeft.tracking import configure
 
     params = load_params(params_files(args))
     check_current(params)
+    configure(params.tracking, params.experiment)
     return params
 
 
@@ -95,6 +97,12 @@ def cmd_tracking_init(args: argparse.Namespace) -> None:
         print(f"Runs of '{params.experiment}': {runs_page(args.ui, experiment_id)}")
 
 
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from shpeft.bench.gpu_check import gpu_check
+
+    return gpu_check()
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     from shpeft.tracking import tracking_uri
 
@@ -125,7 +133,8 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> None:
     print(f"written: {write(load(args))}")
 
 
-Command = Callable[[argparse.Namespace], None]
+#: A command; one that returns an int gives the exit status.
+Command = Callable[[argparse.Namespace], int | None]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -162,6 +171,7 @@ def parser() -> argparse.ArgumentParser:
     init = add("tracking-init", cmd_tracking_init, "create the MLflow store and experiment")
     init.add_argument("--ui", metavar="URL", help="also print the experiment's runs page there")
     add("summary", cmd_summary, "print the summary table and where outputs are")
+    add("gpu-check", cmd_gpu_check, "acceptance checks on a CUDA machine (exit 3: no CUDA)", False)
     add("schema", cmd_schema, "regenerate the params schema and config/README.md", False)
     add("dvc-yaml", cmd_dvc_yaml, "regenerate dvc.yaml from shpeft.dag and params.yaml")
     return main
@@ -225,11 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.log)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except ShpeftError as exc:
         log.error("shpeft %s: %s", args.command, exc)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -65,8 +65,9 @@ class Step:
     outputs: Callable[[Job], dict[str, Path]]
     inputs: Inputs = Inputs()
     #: Keyword of the step function -> params key path (with `{wildcard}` or a function of the
-    #: params and the job); `*` is every param.
-    reads: dict[str, str | Callable[[Params, Job], str]] = field(default_factory=dict)
+    #: params and the job); `*` is every param. A function may give a list of key paths: the step
+    #: gets a dict of each path's last key to its value.
+    reads: dict[str, str | Callable[[Params, Job], str | list[str]]] = field(default_factory=dict)
     #: Params keys that choose which jobs' outputs the step gathers (the grid, for the tables):
     #: declared to the runners, so a change reruns the step, but not handed to its function.
     selects: tuple[str, ...] = ()
@@ -77,6 +78,10 @@ class Step:
     threads: int = 1
     #: Outputs that are DVC metrics (kept out of DVC's cache, listed under `metrics`).
     metrics: tuple[str, ...] = ()
+    #: Outputs whose JSON files (the file, or those in the folder) a job logs to an MLflow run of
+    #: its own, with its result's numbers (`shpeft.steps.run_job`); the training steps and the
+    #: report log runs of their own making.
+    logged: tuple[str, ...] = ()
 
     @property
     def command(self) -> str:
@@ -122,8 +127,8 @@ class Job:
         options = [f"--{name} {value}" for name, value in self.wildcards.items()]
         return " ".join(["shpeft", self.step.command, *options, f"--log {log or self.log}"])
 
-    def reads(self, params: Params) -> dict[str, str]:
-        """Keyword -> the key path it reads, for this job."""
+    def reads(self, params: Params) -> dict[str, str | list[str]]:
+        """Keyword -> the key path (or paths) it reads, for this job."""
         return {
             keyword: path(params, self) if callable(path) else path.format(**self.wildcards)
             for keyword, path in self.step.reads.items()
@@ -132,7 +137,8 @@ class Job:
     def declared_params(self, params: Params) -> list[str]:
         """The key paths this job reads or selects by that the params files state, in order: what
         Snakemake compares and DVC tracks (placeholders such as `${item.dataset}` are kept)."""
-        found = dict.fromkeys([*self.reads(params).values(), *self.step.selects])
+        read = [p for v in self.reads(params).values() for p in ([v] if isinstance(v, str) else v)]
+        found = dict.fromkeys([*read, *self.step.selects])
         return [p for p in found if "${" in p or p == "*" or params.raw_at(p) is not None]
 
 
@@ -215,8 +221,6 @@ SWEEP_MASK_SEEDS = Domain(
     lambda p: ("sweeps.{sweep}.seeds",) if p.score.seed is None else (),
 )
 
-#: What the steps that log to MLflow read: its settings and the experiment.
-TRACKED = {"tracking": "tracking", "experiment": "experiment"}
 #: What the steps that compute on a device (besides training) read of `finetune`: where and how
 #: strictly (`train.devices.Compute`).
 COMPUTE = {"device": "finetune.device", "deterministic": "finetune.deterministic"}
@@ -296,7 +300,6 @@ FINETUNE = Step(
     reads={
         "method_config": "methods.{method}",
         "finetune": "finetune",
-        **TRACKED,
     },
     gpu=True,
     resources="finetune",
@@ -322,7 +325,6 @@ SWEEP_FINETUNE = Step(
         "method": "sweeps.{sweep}.method",
         "method_config": lambda p, j: f"methods.{p.sweep_method(j['sweep'])}",
         "finetune": "finetune",
-        **TRACKED,
     },
     gpu=True,
     resources="finetune",
@@ -365,6 +367,7 @@ STEPS: dict[str, Step] = {
             reads={"score": "score", **COMPUTE},
             gpu=True,
             resources="score",
+            logged=("importance",),
         ),
         Step(
             "mask",
@@ -378,6 +381,7 @@ STEPS: dict[str, Step] = {
                 each=lambda p, j: {"importance": j.layout.importance_dir(j["dataset"], j["seed"])}
             ),
             reads={"mask": "masks.{variant}"},
+            logged=("stats",),
         ),
         Step(
             "oracle",
@@ -427,9 +431,11 @@ STEPS: dict[str, Step] = {
             reads={
                 "study": "study",
                 "mask": lambda p, j: f"masks.{p.study.mask}",
-                "compared": "grid.methods",
-                "methods": "methods",
-                **TRACKED,
+                # The configs of the grid's mask trainers alone: a change to any other method
+                # (a LoRA rank) does not rerun the study.
+                "methods": lambda p, j: [
+                    f"methods.{m}" for m in mask_trainers(p.grid.methods, p.methods)
+                ],
                 **COMPUTE,
             },
             gpu=True,
@@ -491,6 +497,7 @@ STEPS: dict[str, Step] = {
                 each=lambda p, j: {"importance": j.layout.importance_dir(j["dataset"], j["seed"])}
             ),
             reads={"mask": lambda p, j: f"masks.{p.sweep_variant(j['sweep'])}"},
+            logged=("stats",),
         ),
         SWEEP_FINETUNE,
         Step(

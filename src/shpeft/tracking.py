@@ -1,10 +1,13 @@
-"""MLflow tracking: one run per finetune job, in a store created once before jobs run in parallel.
+"""MLflow tracking: a run per finetune, score, mask and study job and one per report (the grid's
+tables, figures and report), in a store created once before jobs run in parallel.
 
 The default store is an SQLite database at the project root (an absolute `sqlite:///` URI, so
-every job finds it whatever its working directory); `MLFLOW_TRACKING_URI` overrides it, e.g. to a
-team's `mlflow server`. Creating a fresh SQLite store runs schema migrations; concurrent first
-writes would corrupt it, so creation is serialised by a file lock and also done up front by the
-workflow (`shpeft tracking-init`).
+every job finds it whatever its working directory); `tracking.uri` in the params, or
+`MLFLOW_TRACKING_URI` above it, points the grid at a team's `mlflow server`. Where and how a job
+logs is set once per command (`configure`), not read by the steps: it changes none of a job's
+outputs, so pointing a finished grid at a server reruns nothing. Creating a fresh SQLite store runs
+schema migrations; concurrent first writes would corrupt it, so creation is serialised by a file
+lock and also done up front by the workflow (`shpeft tracking-init`).
 
 Tracking never stops a job: every call to the store is retried with exponential backoff (an
 SQLite database locked by parallel jobs, a server restarting). If the store stays unreachable the
@@ -24,6 +27,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +47,30 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 class TrackingConfig(Section):
-    """MLflow: how hard a job tries to reach the store (the runs go into the MLflow experiment
-    named by the params' `experiment`)."""
+    """MLflow: where the runs go and how hard a job tries to reach the store (the runs go into the
+    MLflow experiment named by the params' `experiment`)."""
 
+    uri: str | None = None
+    """The tracking server or store, e.g. `http://mlflow.lab:5000`; `MLFLOW_TRACKING_URI` wins
+    over it. Unset: `mlflow.db` at the project root."""
     tries: int = Field(5, ge=1)
     """Tries of each call to the store; once one call fails them all, the store counts as away
     and the job's later calls are skipped, so tracking delays a job by one round at most."""
     backoff: float = Field(0.5, ge=0)
     """Seconds before the second try, doubled before each next one (with jitter)."""
+
+
+#: Where and how this process logs (`configure`).
+_current = {"cfg": TrackingConfig(), "experiment": DEFAULT_EXPERIMENT}
+
+
+def configure(cfg: TrackingConfig, experiment: str) -> None:
+    """Log this process's runs as `cfg` says, into `experiment`: set once per command from its
+    params. `cfg.uri` is exported as `MLFLOW_TRACKING_URI` (unless that is set), so that MLflow
+    itself and any child process log to the same store."""
+    _current.update(cfg=cfg, experiment=experiment)
+    if cfg.uri and not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = cfg.uri
 
 
 def runs_page(ui: str, experiment_id: str) -> str:
@@ -230,12 +250,20 @@ class Tracker:
         points = [Metric(k, float(v), stamp, step or 0) for k, v in metrics.items()]
         self._log_batch("metrics" if step is None else f"metrics step {step}", metrics=points)
 
-    def log_artifact(self, path: str | Path) -> None:
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        """Log a file, or a folder's files, under `folder` of the run's artifacts."""
         what = f"artifact {Path(path).name}"
         if self.run_id is None:
             self.missing.append(what)
             return
-        self.call(what, self._client.log_artifact, self.run_id, str(path))
+        log = self._client.log_artifacts if Path(path).is_dir() else self._client.log_artifact
+        self.call(what, log, self.run_id, str(path), folder)
+
+    def log_dict(self, data: dict[str, Any], name: str) -> None:
+        if self.run_id is None:
+            self.missing.append(f"artifact {name}")
+            return
+        self.call(f"artifact {name}", self._client.log_dict, self.run_id, data, name)
 
     def end(self, status: str) -> None:
         if self.run_id is not None:
@@ -259,13 +287,12 @@ def tracked_run(
     name: str,
     tags: dict[str, Any],
     params: dict[str, Any],
-    cfg: TrackingConfig,
-    experiment: str = DEFAULT_EXPERIMENT,
     run_id: str | None = None,
+    experiment: str | None = None,
 ) -> Iterator[Tracker]:
-    """Start (or continue `run_id`, an earlier attempt's) run in `experiment`; end it FINISHED or
-    FAILED."""
-    tracker = Tracker(cfg, experiment)
+    """Start (or continue `run_id`, an earlier attempt's) run in `experiment` (default: the one
+    `configure` set); end it FINISHED or FAILED."""
+    tracker = Tracker(_current["cfg"], experiment or _current["experiment"])
     tracker.start(name, tags, params, run_id)
     status = "FAILED"
     try:
@@ -277,6 +304,33 @@ def tracked_run(
 
 #: Characters MLflow refuses in a param name (one refused name loses the whole batch).
 MLFLOW_UNSAFE = re.compile(r"[^\w\-. :/]")
+
+
+def log_job(
+    name: str,
+    tags: dict[str, Any],
+    params: dict[str, Any],
+    result: dict[str, Any],
+    files: list[Path],
+) -> None:
+    """One run for a finished job that does not train (a score or mask job): its config as
+    params, the numbers of its result as metrics, `files` (its small outputs) as artifacts."""
+    with tracked_run(name, tags, params) as tracker:
+        tracker.log_metrics(numbers(result))
+        for file in files:
+            tracker.log_artifact(file)
+
+
+def numbers(data: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of a nested result, by dotted key (flags and texts left out)."""
+    found: dict[str, float] = {}
+    for key, value in data.items():
+        name = MLFLOW_UNSAFE.sub("_", str(key))
+        if isinstance(value, dict):
+            found.update({f"{name}.{k}": v for k, v in numbers(value).items()})
+        elif isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value):
+            found[name] = float(value)
+    return found
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -15,7 +15,9 @@ for step in dag.STEPS.values():
             str(pattern_job(step).log),
         conda:
             CONDA_ENV
-        threads: step.threads or workflow.cores
+        # 0: every core. Snakemake lowers it to --cores locally; a cluster run (which has no
+        # --cores) takes each rule's threads from its profile's set-threads.
+        threads: step.threads or os.cpu_count()
         resources:
             **step_resources(step),
         params:

@@ -25,7 +25,7 @@ from shpeft.backbone.model import BackboneInfo, load_backbone
 from shpeft.config import merged
 from shpeft.dag import Job
 from shpeft.data.prepared import PreparedDataset
-from shpeft.fileio import sha256_file
+from shpeft.fileio import read_json, sha256_file
 from shpeft.methods.locations import locations
 from shpeft.methods.registry import (
     FinetuneOverride,
@@ -38,7 +38,7 @@ from shpeft.methods.registry import (
 from shpeft.provenance import machine, versions
 from shpeft.runs import RunFolder, RunRecord, predictions_frame
 from shpeft.selection.masks import load_mask
-from shpeft.tracking import Tracker, TrackingConfig, tracked_run
+from shpeft.tracking import Tracker, tracked_run
 from shpeft.train.config import FinetuneConfig
 from shpeft.train.devices import Compute
 from shpeft.train.loop import FitResult, evaluate, fit
@@ -50,14 +50,9 @@ log = logging.getLogger(__name__)
 
 
 def run(
-    job: Job,
-    inputs: dict[str, Path],
-    method_config: MethodConfig,
-    finetune: FinetuneConfig,
-    tracking: TrackingConfig,
-    experiment: str,
+    job: Job, inputs: dict[str, Path], method_config: MethodConfig, finetune: FinetuneConfig
 ) -> dict[str, Any]:
-    return train_run(job, inputs, job["method"], method_config, finetune, (tracking, experiment))
+    return train_run(job, inputs, job["method"], method_config, finetune)
 
 
 @dataclass
@@ -87,20 +82,15 @@ def train_run(
     method_name: str,
     method_config: MethodConfig,
     finetune: FinetuneConfig,
-    tracking: tuple[TrackingConfig, str],
     point: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train one run and write its folder atomically; return its metrics. `tracking` is the
-    MLflow settings and experiment; a sweep point's run records its `point`
-    (`{"sweep": ..., "value": ...}`) in its config."""
+    """Train one run and write its folder atomically; return its metrics. A sweep point's run
+    records its `point` (`{"sweep": ..., "value": ...}`) in its config."""
     setup = resolve(job, inputs, method_name, method_config, finetune, point)
     out = job.outputs["run"]
     checkpoint = Checkpoint.load(paths.checkpoint_file(out), fingerprint(setup.resolved, inputs))
     resumed_run = checkpoint.meta.get("mlflow_run_id")
-    settings, experiment = tracking
-    with tracked_run(
-        setup.name, setup.tags, setup.resolved, settings, experiment, resumed_run
-    ) as tracker:
+    with tracked_run(setup.name, setup.tags, setup.resolved, resumed_run) as tracker:
         tracker.log_dataset(job["dataset"], setup.resolved["data"], str(inputs["data"]))
         result, seconds = train(setup, int(job["seed"]), checkpoint, tracker)
         setup.resolved["train_seconds"] = seconds
@@ -151,7 +141,14 @@ def resolve(
         "machine": machine(),
     }
     label = f"{point['sweep']}={point['value']}" if point else None
-    tags = {"dataset": dataset, "method": method_name, "seed": seed, "sweep": label}
+    tags = {
+        "step": job.step.name,
+        "dataset": dataset,
+        "method": method_name,
+        "seed": seed,
+        "sweep": label,
+        "backbone_sha256": backbone.sha256,
+    }
     name = run_name(dataset, method_name, seed, label)
     return Setup(name, tags, cfg, method, model, data, backbone, counts, resolved, device)
 
@@ -230,12 +227,17 @@ def write(out: Path, setup: Setup, result: FitResult, tracker: Tracker) -> dict[
         locations=locations(model),
     )
 
+    method = setup.method
+
     def log_outputs(folder: RunFolder) -> dict[str, Any]:
-        tracker.log_artifact(folder.file(RunFolder.METRICS))
-        tracker.log_artifact(folder.file(RunFolder.HISTORY))
+        # The resolved config holds the backbone's hash, the chosen recipe and a sparse run's
+        # mask statistics; the trained part is what `shpeft merge` applies to that backbone.
+        for name in (RunFolder.METRICS, RunFolder.HISTORY, RunFolder.CONFIG):
+            tracker.log_artifact(folder.file(name))
+        if setup.counts["trainable_fraction"] < 1:  # not the whole backbone again, for `full`
+            tracker.log_artifact(folder.file(method.trained_file), "trained")
         return tracker.record()
 
-    method = setup.method
     RunFolder.write(
         out,
         record,
@@ -248,7 +250,14 @@ def write(out: Path, setup: Setup, result: FitResult, tracker: Tracker) -> dict[
 def mask_record(mask_file: Path, backbone_sha256: str) -> dict[str, Any]:
     """What a sparse run records (and logs) of the mask it trained on."""
     mask = load_mask(mask_file, backbone_sha256)
-    return {"file": str(mask_file), "k": mask.k, "config": mask.config}
+    stats = read_json(paths.stats_of(mask_file))
+    built = ("built", "fraction_of_backbone", "per_block", "overlap_at_budget")
+    return {
+        "file": str(mask_file),
+        "k": mask.k,
+        "config": mask.config,
+        "stats": {key: stats[key] for key in built if key in stats},
+    }
 
 
 def fingerprint(resolved: dict[str, Any], inputs: dict[str, Path]) -> str:

@@ -1,4 +1,6 @@
-"""The `report` step: `REPORT.md` and a self-contained `report.html` (`shpeft.analysis.report`)."""
+"""The `report` step: `REPORT.md` and a self-contained `report.html` (`shpeft.analysis.report`),
+and the grid's MLflow run: the tables, figures and report as artifacts, each method's mean test
+scores per dataset as metrics."""
 
 from __future__ import annotations
 
@@ -6,11 +8,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from shpeft import paths
+from shpeft.analysis.collect import METRICS
 from shpeft.analysis.report import REPORT_HTML, REPORT_MD, context, figure_files, html, render
 from shpeft.dag import Job
 from shpeft.fileio import atomic_path, sha256_file
 from shpeft.params import Params
 from shpeft.provenance import environment, git, git_commit
+from shpeft.tracking import numbers, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -35,4 +42,21 @@ def run(job: Job, inputs: dict[str, Any], params: Params) -> Path:
             html(text, figure_files(inputs["figures"], inputs["sweeps"], inputs["study"]))
         )
     log.info("report written to %s", out)
+    log_grid(params, inputs, out)
     return out / REPORT_MD
+
+
+def log_grid(params: Params, inputs: dict[str, Any], report: Path) -> None:
+    summary = pd.read_csv(Path(inputs["tables"]) / paths.SUMMARY_CSV, dtype={"seed": str})
+    means = summary[summary["seed"] == "mean"]
+    scores = {
+        f"{row.dataset}.{row.method}.{metric}": getattr(row, metric)
+        for row in means.itertuples()
+        for metric in METRICS
+    }
+    grid = {"grid": params.grid.model_dump(), "seeds": params.seeds}
+    with tracked_run(f"{params.experiment}-grid", {"step": "report"}, grid) as tracker:
+        tracker.log_metrics(numbers(scores))
+        for name, folder in (("tables", inputs["tables"]), ("figures", inputs["figures"])):
+            tracker.log_artifact(folder, name)
+        tracker.log_artifact(report, "report")

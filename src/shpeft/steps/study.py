@@ -25,7 +25,6 @@ from shpeft.data.prepared import PreparedDataset
 from shpeft.errors import ShpeftError
 from shpeft.fileio import atomic_path, write_json
 from shpeft.methods.registry import MethodConfig, RunContext, create_method
-from shpeft.methods.sparse import mask_trainers
 from shpeft.selection.importance import read_scores, read_summary, specific_key
 from shpeft.selection.masks import MaskConfig, budget_entries, candidate_sizes, restrict
 from shpeft.steps.oracle import oracle_candidates
@@ -39,7 +38,7 @@ from shpeft.study.change import (
     top_positions,
 )
 from shpeft.study.config import STUDY_SUMMARY, StudyConfig
-from shpeft.tracking import TrackingConfig, tracked_run
+from shpeft.tracking import tracked_run
 from shpeft.train.config import FinetuneConfig
 from shpeft.train.devices import Compute
 from shpeft.train.loop import evaluate
@@ -55,10 +54,7 @@ def run(
     inputs: dict[str, Any],
     study: StudyConfig,
     mask: MaskConfig,
-    compared: list[str],
     methods: dict[str, MethodConfig],
-    tracking: TrackingConfig,
-    experiment: str,
     device: str,
     deterministic: bool,
 ) -> dict[str, Any]:
@@ -98,7 +94,7 @@ def run(
         name: create_method(methods[name]).selection(
             RunContext(dataset, seed, tuned.backbone, {"mask": Path(file)})
         )
-        for name, file in zip(mask_trainers(compared, methods), inputs["masks"], strict=True)
+        for name, file in zip(methods, inputs["masks"], strict=True)
     }
     tables = {
         "sparsity": curve,
@@ -115,8 +111,6 @@ def run(
             f"{dataset}-study-s{seed}",
             {"dataset": dataset, "seed": seed, "step": "study"},
             {"study": study.model_dump(), "mask": mask.model_dump()},
-            tracking,
-            experiment,
         ) as tracker,
         atomic_path(job.outputs["study"]) as tmp,
     ):

@@ -10,7 +10,6 @@ from shpeft.dag import Job
 from shpeft.methods.registry import MethodConfig
 from shpeft.steps.finetune import train_run
 from shpeft.sweeps import swept_value
-from shpeft.tracking import TrackingConfig
 from shpeft.train.config import FinetuneConfig
 
 
@@ -20,8 +19,6 @@ def run(
     method: str,
     method_config: MethodConfig,
     finetune: FinetuneConfig,
-    tracking: TrackingConfig,
-    experiment: str,
 ) -> dict[str, Any]:
     point = {"sweep": job["sweep"], "value": swept_value(job["value"])}
-    return train_run(job, inputs, method, method_config, finetune, (tracking, experiment), point)
+    return train_run(job, inputs, method, method_config, finetune, point)
