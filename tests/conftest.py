@@ -131,6 +131,8 @@ def tiny_ready(in_tmp) -> Params:
     return params
 
 
+#: Cores of the served grid's local run (the SLURM test gives each rule the same threads).
+GRID_CORES = 2
 #: The tiny grid narrowed to one dataset and two methods, each job's memory request small enough
 #: for one machine as one SLURM node, logging to the server `served_grid` starts.
 SERVED_GRID = """\
@@ -149,7 +151,7 @@ tracking: {uri: "%s"}
 
 @pytest.fixture(scope="session")
 def served_grid(tmp_path_factory) -> Iterator[tuple[Path, str]]:
-    """`SERVED_GRID` run locally with `--cores 2` against a real `mlflow server`, which stays up
+    """`SERVED_GRID` run locally on `GRID_CORES` against a real `mlflow server`, which stays up
     for the session: the project and the server's URL."""
     from live import BIN, mlflow_server
 
@@ -161,7 +163,7 @@ def served_grid(tmp_path_factory) -> Iterator[tuple[Path, str]]:
             k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SHPEFT_PARAMS")
         }
         result = subprocess.run(
-            ["snakemake", "--cores", "2", "--resources", "gpu=2"],
+            ["snakemake", "--cores", str(GRID_CORES), "--resources", f"gpu={GRID_CORES}"],
             cwd=project,
             capture_output=True,
             text=True,

@@ -38,9 +38,17 @@ def unavailable() -> str | None:
         return f"{', '.join(missing)} not installed (apt-get install slurm-wlm munge)"
     if os.geteuid() != 0:
         return "slurmd must run as root to start jobs as the submitting user"
-    if DEFAULT_CONF.exists():
+    if DEFAULT_CONF.exists() and not _ours(DEFAULT_CONF):
         return f"{DEFAULT_CONF} exists: this machine has a SLURM cluster of its own"
     return None
+
+
+def _ours(conf: Path) -> bool:
+    """A test cluster's config (or a dangling link to one) at the default path, left there by a
+    run that was killed."""
+    if not conf.is_symlink():
+        return False
+    return not conf.exists() or "ClusterName=shpeft-test" in conf.read_text()
 
 
 def _free_ports(n: int) -> list[int]:
@@ -138,6 +146,8 @@ def cluster(folder: Path) -> Iterator[dict[str, str]]:
         env.pop(name, None)
     started: list[subprocess.Popen] = []
     DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
+    if _ours(DEFAULT_CONF):
+        DEFAULT_CONF.unlink(missing_ok=True)
     DEFAULT_CONF.symlink_to(conf)
     try:
         munge = [
@@ -166,4 +176,4 @@ def cluster(folder: Path) -> Iterator[dict[str, str]]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        DEFAULT_CONF.unlink()
+        DEFAULT_CONF.unlink(missing_ok=True)

@@ -19,20 +19,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import LAYOUT, SERVED_GRID, use_tiny_params
-from shpeft import dag
+from conftest import GRID_CORES, LAYOUT, SERVED_GRID, use_tiny_params
+from shpeft import dag, paths
 from slurm_cluster import cluster, unavailable
 
 REASON = unavailable()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
 BIN = str(Path(sys.executable).parent)
-CORES = 2
 
 
 def _local_threads() -> list[str]:
     """Each rule's threads as a local `--cores 2` run gives them: the cluster run must use the
     same, since CPU results depend on the thread count."""
-    return [f"{s.name}={min(s.threads or CORES, CORES)}" for s in dag.STEPS.values()]
+    return [f"{s.name}={min(s.threads or GRID_CORES, GRID_CORES)}" for s in dag.STEPS.values()]
 
 
 def _run(cwd: Path, *args: str, env: dict | None = None, check: bool = True):
@@ -70,7 +69,7 @@ def _slurm_command(*extra: str) -> list[str]:
     ]
 
 
-def _cancel_when_running(env: dict, comment: str, runner: subprocess.Popen) -> str:
+def _cancel_when_running(env: dict, comment: str, runner: subprocess.Popen, output: Path) -> str:
     """scancel the SLURM job whose comment is `comment` once it runs; its job id."""
     end = time.monotonic() + 900
     while time.monotonic() < end and runner.poll() is None:
@@ -80,12 +79,11 @@ def _cancel_when_running(env: dict, comment: str, runner: subprocess.Popen) -> s
         for line in queue.splitlines():
             job, state, job_comment = line.split("|", 2)
             if job_comment == comment and state == "RUNNING":
-                time.sleep(3)  # well inside its training, not at its start
+                # Its imports alone take seconds: it is cancelled before it can finish.
                 subprocess.run(["scancel", job], env=env, check=True)
                 return job
         time.sleep(0.5)
-    log = runner.communicate(timeout=60)[0] if runner.poll() is not None else ""
-    raise AssertionError(f"no running job with comment {comment!r} was seen\n{log[-6000:]}")
+    raise AssertionError(f"no running job with comment {comment!r}\n{output.read_text()[-6000:]}")
 
 
 def _planned(cwd: Path, env: dict) -> list[str]:
@@ -97,22 +95,27 @@ def _planned(cwd: Path, env: dict) -> list[str]:
 
 def test_the_tiny_grid_on_a_real_slurm_cluster(served_grid, project, tmp_path):
     local, url = served_grid
-    use_tiny_params(project, SERVED_GRID % url)
-    with cluster(tmp_path / "cluster") as env:
+    # The served grid under another experiment name: its own runs on the server, the same numbers.
+    use_tiny_params(project, SERVED_GRID % url + "experiment: tiny-slurm\n")
+    output = tmp_path / "snakemake.out"  # read once it ends (a pipe could fill and block it)
+    with cluster(tmp_path / "cluster") as env, output.open("w") as out:
         started = time.monotonic()
         runner = subprocess.Popen(
             _slurm_command("--keep-going"),
             cwd=project,
-            stdout=subprocess.PIPE,
+            stdout=out,
             stderr=subprocess.STDOUT,
-            text=True,
             env={**env, "PATH": f"{BIN}:{os.environ['PATH']}"},
         )
-        comment = "rule_finetune_wildcards_" + "_".join(["tiny_us", "sh-peft", "0"])
-        job = _cancel_when_running(env, comment, runner)
-        log = runner.communicate(timeout=1800)[0]
+        try:
+            comment = "rule_finetune_wildcards_" + "_".join(["tiny_us", "sh-peft", "0"])
+            job = _cancel_when_running(env, comment, runner, output)
+            runner.wait(timeout=1800)
+        finally:
+            runner.kill()
+        log = output.read_text()
         assert runner.returncode != 0, log[-3000:]
-        assert f"SLURM-jobid '{job}'" in log or job in log, log[-3000:]
+        assert f"SLURM-job '{job}' failed, SLURM status is: 'CANCELLED'" in log, log[-3000:]
         first_s = time.monotonic() - started
         # Everything else finished; the cancelled job and the steps that gather it remain.
         rules = _planned(project, env)
@@ -124,7 +127,7 @@ def test_the_tiny_grid_on_a_real_slurm_cluster(served_grid, project, tmp_path):
         started = time.monotonic()
         _run(project, *_slurm_command(), env=env)
         rerun_s = time.monotonic() - started
-    cluster_summary = pd.read_csv(project / LAYOUT.table("summary.csv"))
+    cluster_summary = pd.read_csv(project / paths.layout("tiny-slurm").table("summary.csv"))
     local_summary = pd.read_csv(local / LAYOUT.table("summary.csv"))
     pd.testing.assert_frame_equal(cluster_summary, local_summary, check_exact=True)
     print(f"cluster: the grid with one job cancelled {first_s:.0f} s, its rerun {rerun_s:.0f} s")

@@ -79,8 +79,8 @@ class Step:
     #: Outputs that are DVC metrics (kept out of DVC's cache, listed under `metrics`).
     metrics: tuple[str, ...] = ()
     #: Outputs whose JSON files (the file, or those in the folder) a job logs to an MLflow run of
-    #: its own, with its result's numbers (`shpeft.steps.run_job`); the training steps and the
-    #: report log runs of their own making.
+    #: its own, with its result's numbers (`shpeft.steps.run_job`); the finetune, sweep_finetune,
+    #: study and report steps log runs of their own making.
     logged: tuple[str, ...] = ()
 
     @property

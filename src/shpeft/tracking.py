@@ -1,11 +1,13 @@
-"""MLflow tracking: a run per finetune, score, mask and study job and one per report (the grid's
-tables, figures and report), in a store created once before jobs run in parallel.
+"""MLflow tracking: a run per finetune, score, mask and study job (and their sweep kin) and one per
+report (the grid's tables, figures and report), in a store created once before jobs run in
+parallel.
 
 The default store is an SQLite database at the project root (an absolute `sqlite:///` URI, so
 every job finds it whatever its working directory); `tracking.uri` in the params, or
 `MLFLOW_TRACKING_URI` above it, points the grid at a team's `mlflow server`. Where and how a job
 logs is set once per command (`configure`), not read by the steps: it changes none of a job's
-outputs, so pointing a finished grid at a server reruns nothing. Creating a fresh SQLite store runs
+outputs, so pointing a finished grid at a server reruns only the report (which reads every
+param). Creating a fresh SQLite store runs
 schema migrations; concurrent first writes would corrupt it, so creation is serialised by a file
 lock and also done up front by the workflow (`shpeft tracking-init`).
 
@@ -60,17 +62,19 @@ class TrackingConfig(Section):
     """Seconds before the second try, doubled before each next one (with jitter)."""
 
 
-#: Where and how this process logs (`configure`).
-_current = {"cfg": TrackingConfig(), "experiment": DEFAULT_EXPERIMENT}
+#: Where and how this process logs (`configure`), and the URI it exported, if it did.
+_current: dict[str, Any] = {"cfg": TrackingConfig(), "experiment": DEFAULT_EXPERIMENT}
 
 
 def configure(cfg: TrackingConfig, experiment: str) -> None:
     """Log this process's runs as `cfg` says, into `experiment`: set once per command from its
     params. `cfg.uri` is exported as `MLFLOW_TRACKING_URI` (unless that is set), so that MLflow
     itself and any child process log to the same store."""
-    _current.update(cfg=cfg, experiment=experiment)
+    if _current.get("exported") and os.environ.get("MLFLOW_TRACKING_URI") == _current["exported"]:
+        del os.environ["MLFLOW_TRACKING_URI"]  # an earlier configure's, not the user's
+    _current.update(cfg=cfg, experiment=experiment, exported=None)
     if cfg.uri and not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ["MLFLOW_TRACKING_URI"] = cfg.uri
+        os.environ["MLFLOW_TRACKING_URI"] = _current["exported"] = cfg.uri
 
 
 def runs_page(ui: str, experiment_id: str) -> str:
@@ -258,12 +262,6 @@ class Tracker:
             return
         log = self._client.log_artifacts if Path(path).is_dir() else self._client.log_artifact
         self.call(what, log, self.run_id, str(path), folder)
-
-    def log_dict(self, data: dict[str, Any], name: str) -> None:
-        if self.run_id is None:
-            self.missing.append(f"artifact {name}")
-            return
-        self.call(f"artifact {name}", self._client.log_dict, self.run_id, data, name)
 
     def end(self, status: str) -> None:
         if self.run_id is not None:

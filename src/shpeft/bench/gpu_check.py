@@ -38,7 +38,8 @@ REPEAT_SWEEPS = "sweeps: {budget: {values: []}, rho: {values: []}}\n"
 
 
 def gpu_check(out: Path = OUT) -> int:
-    """Run the four checks; 0 when all pass, 1 when one fails, `NO_CUDA` without a GPU."""
+    """Run the four checks; 0 when the concurrency and repeatability checks pass, 1 when one
+    fails (the benchmark measures, it does not pass or fail), `NO_CUDA` without a GPU."""
     import torch
 
     if not torch.cuda.is_available():
@@ -66,10 +67,14 @@ def device_info(gpus: int) -> dict[str, Any]:
     import torch
 
     query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
-    smi = subprocess.run(query, capture_output=True, text=True)
+    try:
+        smi = subprocess.run(query, capture_output=True, text=True)
+        found = smi.stdout.strip().splitlines() if smi.returncode == 0 else smi.stderr.strip()
+    except OSError as exc:  # a container with CUDA but without the tool
+        found = f"nvidia-smi not run: {exc}"
     return {
         "gpus": [torch.cuda.get_device_name(i) for i in range(gpus)],
-        "nvidia_smi": smi.stdout.strip().splitlines() if smi.returncode == 0 else smi.stderr,
+        "nvidia_smi": found,
         "torch": torch.__version__,
         "cuda_build": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
@@ -95,7 +100,12 @@ def _snakemake(gpus: int, *configfiles: Path) -> None:
 def concurrency(gpus: int) -> dict[str, Any]:
     """Run the tiny grid, `gpus` training jobs at a time; then `device_overlaps` of its logs."""
     _snakemake(gpus, TINY)
-    return device_overlaps(sorted(paths.layout("tiny").root.glob("logs/*/*.log")))
+    return device_overlaps(job_logs(paths.layout("tiny").root))
+
+
+def job_logs(root: Path) -> list[Path]:
+    """Every job's log of an experiment (`logs/<step>/<wildcard values...>.log`)."""
+    return sorted((root / "logs").rglob("*.log"))
 
 
 def device_overlaps(logs: list[Path]) -> dict[str, Any]:

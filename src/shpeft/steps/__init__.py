@@ -43,4 +43,6 @@ def _plain(value: Any) -> Any:
 
 
 def _json_files(path: Path) -> list[Path]:
-    return sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if path.is_dir():
+        return sorted(path.glob("*.json"))
+    return [path] if path.suffix == ".json" else []
