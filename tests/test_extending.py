@@ -85,7 +85,7 @@ def test_a_method_and_a_source_defined_here_run_through_the_pipeline(registered,
     finetunes = [job.wildcards for job in dag.jobs(params, dag.FINETUNE)]
     assert {"dataset": "boards", "method": "toy", "seed": "0"} in finetunes  # the DAG has it
     stage = stages(params)["finetune-toy"]  # and so has dvc.yaml
-    assert stage["params"] == ["methods.toy", "finetune", "experiment"]
+    assert stage["params"] == ["methods.toy", "finetune"]
 
     run_job(params, "prepare", dataset="boards")
     run_job(params, "backbone")

@@ -45,9 +45,8 @@ def test_slurm_profile_asks_one_gpu_for_every_gpu_rule():
 
 
 def test_slurm_profile_plans_every_job_without_sbatch(project):
-    """A dry run needs neither sbatch nor sinfo; resources come from the profile and env."""
-    if shutil.which("sbatch"):
-        pytest.skip("sbatch is installed: a dry run would query the cluster, not just plan")
+    """A dry run submits nothing and asks no cluster (it passes where SLURM is installed but no
+    cluster is reachable); resources come from the profile and env."""
     params = use_tiny_params(project)
     out = sh(
         "snakemake",
