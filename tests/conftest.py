@@ -153,7 +153,8 @@ tracking: {uri: "%s"}
 def served_grid(tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """`SERVED_GRID` run locally on `GRID_CORES` against a real `mlflow server`, which stays up
     for the session: the project and the server's URL."""
-    from live import BIN, mlflow_server
+    from commands import run
+    from live import mlflow_server
 
     folder = tmp_path_factory.mktemp("served")
     with mlflow_server(folder) as url:
@@ -162,12 +163,6 @@ def served_grid(tmp_path_factory) -> Iterator[tuple[Path, str]]:
         env = {
             k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SHPEFT_PARAMS")
         }
-        result = subprocess.run(
-            ["snakemake", "--cores", str(GRID_CORES), "--resources", f"gpu={GRID_CORES}"],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            env={**env, "PATH": f"{BIN}:{env['PATH']}"},
-        )
-        assert result.returncode == 0, result.stderr[-6000:]
+        cores = str(GRID_CORES)
+        run("snakemake", "--cores", cores, "--resources", f"gpu={cores}", cwd=project, env=env)
         yield project, url

@@ -7,7 +7,6 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from commands import BIN
 from conftest import ROOT
 
 #: Concurrent jobs, and the points each logs, of the tests that many writers lose nothing.
 JOBS, STEPS = 16, 500
 #: Where the tests leave their screenshots (under results/, which git ignores).
 SCREENSHOTS = ROOT / "results" / "browser"
-BIN = Path(sys.executable).parent
 
 
 def log_steps(job: int, steps: int = STEPS) -> tuple[str | None, list[str]]:

@@ -7,11 +7,11 @@ import itertools
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from commands import BIN
 from conftest import ROOT
 from fabricate import TREES
 from helpers import image_folder
@@ -21,7 +21,6 @@ from shpeft.params import load, read_yaml
 from shpeft.steps import run_job
 
 OVERLAYS = sorted(p.relative_to(ROOT) for p in (ROOT / "config").rglob("*.yaml"))
-BIN = str(Path(sys.executable).parent)
 
 
 def test_there_are_overlays_and_examples():
@@ -73,7 +72,7 @@ def test_the_paper_grid_plans_given_local_dataset_roots(project):
         entry = params.datasets[name]
         TREES[entry.source](project / entry.root)
     plan = subprocess.run(
-        [f"{BIN}/snakemake", "-n", "--cores", "1", "--configfile", "config/paper.yaml"],
+        [str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", "config/paper.yaml"],
         capture_output=True,
         text=True,
     )
@@ -108,7 +107,14 @@ def test_an_example_overlay_prepares_and_plans(project, example, dataset, make):
         assert params.grid.datasets == [dataset]
         run_job(params, "prepare", dataset=dataset)
         plan = subprocess.run(
-            [f"{BIN}/snakemake", "--dry-run", "--cores", "1", "--configfile", *map(str, layers)],
+            [
+                str(BIN / "snakemake"),
+                "--dry-run",
+                "--cores",
+                "1",
+                "--configfile",
+                *map(str, layers),
+            ],
             capture_output=True,
             text=True,
         )

@@ -7,28 +7,19 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from commands import job_stats, run
 from conftest import LAYOUT, ROOT, use_tiny_params
 from shpeft import dag
 
 pytestmark = pytest.mark.slow
-BIN = str(Path(sys.executable).parent)
 
 
 def sh(*args: str, **env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
-    )
-    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout[-3000:]}{result.stderr}"
-    return result
+    return run(*args, env={**os.environ, **env})
 
 
 def gpu_rules() -> set[str]:
@@ -61,8 +52,8 @@ def test_slurm_profile_plans_every_job_without_sbatch(project):
     # As a user profile too (the issue's `--profile`), though profiles/default then adds its
     # global gpu=1 limit: the README asks for --workflow-profile.
     assert "Job stats:" in sh("snakemake", "--profile", "profiles/slurm", "--dry-run").stdout
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[1], re.M))
-    assert (counts["prepare"], counts["backbone"], counts["finetune"]) == ("2", "1", "8")
+    counts = job_stats(out.stdout)
+    assert (counts["prepare"], counts["backbone"], counts["finetune"]) == (2, 1, 8)
     for block in out.stdout.split("\n\n"):
         rule = re.search(r"^rule (\w+):", block, re.M)
         if rule is None or rule[1] == "all":

@@ -9,42 +9,27 @@ rest of the grid finishes (`--keep-going`), the next invocation plans that job a
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from commands import BIN, job_stats, run
 from conftest import GRID_CORES, LAYOUT, SERVED_GRID, use_tiny_params
 from shpeft import dag, paths
 from slurm_cluster import cluster, unavailable
 
 REASON = unavailable()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
-BIN = str(Path(sys.executable).parent)
 
 
 def _local_threads() -> list[str]:
     """Each rule's threads as a local `--cores 2` run gives them: the cluster run must use the
     same, since CPU results depend on the thread count."""
     return [f"{s.name}={min(s.threads or GRID_CORES, GRID_CORES)}" for s in dag.STEPS.values()]
-
-
-def _run(cwd: Path, *args: str, env: dict | None = None, check: bool = True):
-    result = subprocess.run(
-        args,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**(env or os.environ), "PATH": f"{BIN}:{os.environ['PATH']}"},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
 
 
 def _slurm_command(*extra: str) -> list[str]:
@@ -88,9 +73,7 @@ def _cancel_when_running(env: dict, comment: str, runner: subprocess.Popen, outp
 
 def _planned(cwd: Path, env: dict) -> list[str]:
     """The rules a dry run of the cluster command would submit jobs of."""
-    out = _run(cwd, *_slurm_command("--dry-run"), env=env).stdout
-    stats = out.split("Job stats:")[-1]
-    return sorted(m[1] for m in re.finditer(r"^(\w+)\s+\d+$", stats, re.M) if m[1] != "total")
+    return sorted(job_stats(run(*_slurm_command("--dry-run"), cwd=cwd, env=env).stdout))
 
 
 def test_the_tiny_grid_on_a_real_slurm_cluster(served_grid, project, tmp_path):
@@ -105,7 +88,7 @@ def test_the_tiny_grid_on_a_real_slurm_cluster(served_grid, project, tmp_path):
             cwd=project,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**env, "PATH": f"{BIN}:{os.environ['PATH']}"},
+            env={**env, "PATH": f"{BIN}:{env['PATH']}"},
         )
         try:
             comment = "rule_finetune_wildcards_" + "_".join(["tiny_us", "sh-peft", "0"])
@@ -120,12 +103,12 @@ def test_the_tiny_grid_on_a_real_slurm_cluster(served_grid, project, tmp_path):
         # Everything else finished; the cancelled job and the steps that gather it remain.
         rules = _planned(project, env)
         assert rules == ["aggregate", "all", "figures", "finetune", "report"]
-        finetunes = _run(project, *_slurm_command("--dry-run"), env=env).stdout
+        finetunes = run(*_slurm_command("--dry-run"), cwd=project, env=env).stdout
         assert re.findall(r"wildcards: (dataset=\S+, method=\S+, seed=\d+)", finetunes) == [
             "dataset=tiny_us, method=sh-peft, seed=0"
         ]
         started = time.monotonic()
-        _run(project, *_slurm_command(), env=env)
+        run(*_slurm_command(), cwd=project, env=env)
         rerun_s = time.monotonic() - started
     cluster_summary = pd.read_csv(project / paths.layout("tiny-slurm").table("summary.csv"))
     local_summary = pd.read_csv(local / LAYOUT.table("summary.csv"))

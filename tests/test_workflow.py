@@ -16,27 +16,17 @@ import pytest
 import yaml
 from PIL import Image
 
+from commands import job_stats, run
 from conftest import LAYOUT, ROOT, use_tiny_params
 from live import NO_BROWSER, open_page
 from shpeft.params import load
 from shpeft.runs import RunFolder
 
 pytestmark = pytest.mark.slow
-BIN = str(Path(sys.executable).parent)
 
 
 def sh(*args: str, check: bool = True, **env) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-        )
-    return result
+    return run(*args, env={**os.environ, **env}, check=check)
 
 
 def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -45,11 +35,7 @@ def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def planned_jobs(*args: str) -> dict[str, int]:
     """Rule -> job count of a dry run (empty when there is nothing to do)."""
-    out = snakemake("--dry-run", *args).stdout
-    stats = out.split("Job stats:")[-1] if "Job stats:" in out else ""
-    return {
-        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"
-    }
+    return job_stats(snakemake("--dry-run", *args).stdout)
 
 
 def test_snakemake_then_dvc_agree_and_rerun_exactly(project):

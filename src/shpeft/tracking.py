@@ -321,22 +321,22 @@ def log_job(
 
 def numbers(data: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a nested result, by dotted key (flags and texts left out)."""
-    found: dict[str, float] = {}
-    for key, value in data.items():
-        name = MLFLOW_UNSAFE.sub("_", str(key))
-        if isinstance(value, dict):
-            found.update({f"{name}.{k}": v for k, v in numbers(value).items()})
-        elif isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value):
-            found[name] = float(value)
-    return found
+    return {
+        name: float(value)
+        for name, value in _leaves(data)
+        if isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value)
+    }
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
+    return {name: str(value)[:6000] for name, value in _leaves(data, prefix)}
+
+
+def _leaves(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Each leaf of a nested dict by its dotted key, made safe for MLflow."""
     for key, value in data.items():
         name = MLFLOW_UNSAFE.sub("_", f"{prefix}{key}")
         if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
+            yield from _leaves(value, f"{name}.")
         else:
-            flat[name] = str(value)[:6000]
-    return flat
+            yield name, value

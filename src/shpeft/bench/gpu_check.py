@@ -83,16 +83,11 @@ def device_info(gpus: int) -> dict[str, Any]:
 
 
 def _snakemake(gpus: int, *configfiles: Path) -> None:
-    command = [str(Path(sys.executable).parent / "snakemake"), "--profile", "profiles/default"]
-    cores = str(os.cpu_count())
-    command += [
-        "--cores",
-        cores,
-        "--resources",
-        f"gpu={gpus}",
-        "--configfile",
-        *map(str, configfiles),
-    ]
+    # --forceall: a check that found last time's outputs would only read them again.
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    command = [snakemake, "--profile", "profiles/default", "--forceall"]
+    command += ["--cores", str(os.cpu_count()), "--resources", f"gpu={gpus}"]
+    command += ["--configfile", *map(str, configfiles)]
     if subprocess.run(command).returncode != 0:
         raise ShpeftError(f"{' '.join(command[1:])} failed: see its output above")
 
